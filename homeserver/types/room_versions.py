@@ -47,6 +47,9 @@ class EventFormatRules:
     # v6+: reject events whose JSON is not canonical-JSON-safe (integers outside
     # [-(2**53)+1, 2**53-1], floats).
     strict_canonical_json: bool
+    # v11+ (MSC2174): `redacts` of m.room.redaction moves from the top level
+    # into `content`.
+    redacts_in_content: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,9 @@ class RoomVersion:
 V1 = RoomVersion(
     identifier="1",
     stable=True,
-    event_format=EventFormatRules(format=EventFormat.V1, strict_canonical_json=False),
+    event_format=EventFormatRules(
+        format=EventFormat.V1, strict_canonical_json=False, redacts_in_content=False
+    ),
     redaction=RedactionRules(
         keep_aliases_content=True,
         keep_join_rules_allow=False,
@@ -183,6 +188,7 @@ V10 = replace(
 V11 = replace(
     V10,
     identifier="11",
+    event_format=replace(V10.event_format, redacts_in_content=True),
     redaction=replace(V10.redaction, updated_rules_v11=True),
     auth=replace(V10.auth, implicit_room_creator=True),
 )

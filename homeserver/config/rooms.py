@@ -1,0 +1,33 @@
+"""Room options: `default_room_version`, the version of rooms created without one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.config._schema import ConfigError
+from homeserver.types.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersion
+
+SCHEMA: dict[str, Any] = {
+    "default_room_version": {
+        "type": "string",
+        "default": DEFAULT_ROOM_VERSION.identifier,
+    },
+}
+REQUIRED: list[str] = []
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsConfig:
+    default_room_version: RoomVersion
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], resolve_path: Any) -> RoomsConfig:
+        identifier = doc["default_room_version"]
+        version = KNOWN_ROOM_VERSIONS.get(identifier)
+        if version is None:
+            known = ", ".join(KNOWN_ROOM_VERSIONS)
+            raise ConfigError(
+                [f"default_room_version: {identifier!r} is not a room version this server knows ({known})"]
+            )
+        return cls(default_room_version=version)

@@ -1,0 +1,139 @@
+"""HomeServer: the composition root that builds every component once.
+
+Nothing else constructs long-lived components: each one gets its
+dependencies through `__init__`, here, in dependency order. Tests build a
+HomeServer from a test config and a reactor of their choice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from OpenSSL import crypto
+from twisted.internet import defer, ssl
+from twisted.internet.interfaces import IListeningPort
+
+from homeserver.api.http import Site
+from homeserver.api.resources import build_router
+from homeserver.clock import Clock
+from homeserver.config import HomeServerConfig
+from homeserver.config.listeners import ListenerConfig
+from homeserver.crypto.keys import read_signing_key_file, write_new_signing_key
+from homeserver.handlers.discovery import DiscoveryHandler
+from homeserver.storage.database import Database
+
+logger = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The server cannot start; the message is one line for the operator."""
+
+
+class HomeServer:
+    config: HomeServerConfig
+    clock: Clock
+    database: Database
+    discovery: DiscoveryHandler
+
+    def __init__(self, config: HomeServerConfig, reactor: object) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.clock = Clock(reactor)  # type: ignore[arg-type]
+        self.signing_keys = self._load_signing_keys(config.server.signing_key_path)
+        self.database = Database(
+            reactor,
+            config.database.engine_name,
+            config.database.connect_args,
+            config.database.cp_min,
+            config.database.cp_max,
+        )
+        self.discovery = DiscoveryHandler(config.server)
+        self.sites: list[Site] = []
+        self.listening_ports: list[IListeningPort] = []
+
+    @staticmethod
+    def _load_signing_keys(path: str) -> list[object]:
+        if not os.path.exists(path):
+            logger.info("Writing a new signing key to %s", path)
+            write_new_signing_key(path)
+        return list(read_signing_key_file(path))
+
+    @property
+    def signing_key(self) -> object:
+        """The key this server signs with now (the last one in the key file)."""
+        return self.signing_keys[-1]
+
+    async def start(self) -> None:
+        """Open the database (applying migrations) and start listening."""
+        await self.database.start()
+        for listener in self.config.listeners.listeners:
+            self._listen(listener)
+
+    def _listen(self, listener: ListenerConfig) -> None:
+        router = build_router(listener.resources, self.discovery)
+        site = Site(router, self.config.server.max_request_size, name=f"port {listener.port}")
+        self.sites.append(site)
+        context_factory = self._tls_context_factory() if listener.tls else None
+        for address in listener.bind_addresses:
+            try:
+                if context_factory is not None:
+                    port = self.reactor.listenSSL(  # type: ignore[attr-defined]
+                        listener.port, site, context_factory, interface=address
+                    )
+                else:
+                    port = self.reactor.listenTCP(listener.port, site, interface=address)  # type: ignore[attr-defined]
+            except Exception as e:
+                raise StartupError(f"cannot listen on {address} port {listener.port}: {e}") from e
+            self.listening_ports.append(port)
+            logger.info(
+                "Listening on %s port %d (%s) for %s",
+                address,
+                port.getHost().port,
+                "https" if listener.tls else "http",
+                ", ".join(sorted(listener.resources)),
+            )
+
+    def _tls_context_factory(self) -> ssl.CertificateOptions:
+        cert_path = self.config.listeners.tls_certificate_path
+        key_path = self.config.listeners.tls_private_key_path
+        assert cert_path and key_path
+        try:
+            with open(cert_path, "rb") as f:
+                pem = f.read()
+            with open(key_path, "rb") as f:
+                key = crypto.load_privatekey(crypto.FILETYPE_PEM, f.read())
+        except (OSError, crypto.Error) as e:
+            raise StartupError(f"cannot load the TLS certificate or key: {e}") from e
+        certs = [
+            crypto.load_certificate(crypto.FILETYPE_PEM, block + b"-----END CERTIFICATE-----\n")
+            for block in pem.split(b"-----END CERTIFICATE-----")
+            if b"-----BEGIN CERTIFICATE-----" in block
+        ]
+        if not certs:
+            raise StartupError(f"{cert_path}: no certificate found")
+        return ssl.CertificateOptions(
+            privateKey=key, certificate=certs[0], extraCertChain=certs[1:]
+        )
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop accepting, let requests in flight finish (up to drain_timeout), close the database."""
+        await defer.gatherResults(
+            [defer.maybeDeferred(port.stopListening) for port in self.listening_ports],
+            consumeErrors=True,
+        )
+        self.listening_ports = []
+        in_flight = sum(len(site.in_flight) for site in self.sites)
+        if in_flight:
+            logger.info("Waiting up to %.0fs for %d requests in flight", drain_timeout, in_flight)
+            idle = defer.gatherResults([site.wait_until_idle() for site in self.sites])
+            try:
+                await self.clock.timeout(idle, drain_timeout)
+            except defer.TimeoutError:
+                logger.warning("Shutting down with requests still in flight")
+        closed = defer.gatherResults([site.close_connections() for site in self.sites])
+        try:
+            await self.clock.timeout(closed, 2.0)
+        except defer.TimeoutError:
+            logger.warning("Some connections did not close in time")
+        await self.database.close()
