@@ -79,9 +79,6 @@ class AuthRules:
     knock_join_rule: bool
     # v8+: the `restricted` join rule.
     restricted_join_rule: bool
-    # v9+: restricted joins must be authorised by a user who can invite
-    # (fixes v8's check of `join_authorised_via_users_server`).
-    restricted_join_rule_fix: bool
     # v10+: the `knock_restricted` join rule.
     knock_restricted_join_rule: bool
     # v10+: power levels must be integers, not strings of digits.
@@ -125,7 +122,6 @@ V1 = RoomVersion(
         limit_notifications_power_levels=False,
         knock_join_rule=False,
         restricted_join_rule=False,
-        restricted_join_rule_fix=False,
         knock_restricted_join_rule=False,
         integer_power_levels=False,
         implicit_room_creator=False,
@@ -175,8 +171,9 @@ V8 = replace(
 V9 = replace(
     V8,
     identifier="9",
+    # v9 fixes v8's restricted joins on the redaction side only: redaction now
+    # keeps `join_authorised_via_users_server`; the auth rules are v8's.
     redaction=replace(V8.redaction, keep_member_authorised_via=True),
-    auth=replace(V8.auth, restricted_join_rule_fix=True),
 )
 
 V10 = replace(

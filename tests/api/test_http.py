@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.internet.task import Clock
 
 from homeserver.api.http import (
@@ -240,3 +242,28 @@ def test_request_metrics_are_counted_per_servlet() -> None:
     before = count()
     request(make_site(), "GET", "/_matrix/client/v3/fail/forbidden")
     assert count() == before + 1
+
+
+def test_request_with_body_still_arriving_counts_as_in_flight() -> None:
+    # Shutdown waits for these too, so an upload in progress is not cut off.
+    site = make_site()
+    conn = Connection(site)
+    conn.send(b"PUT /_matrix/client/v3/echo/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\n{}")
+    assert len(site.in_flight) == 1
+    conn.send(b"  ")
+    response = conn.response()
+    assert response is not None and response.status == 200
+    assert not site.in_flight
+
+
+def test_close_connections_closes_idle_keepalive_connections() -> None:
+    site = make_site()
+    conn = Connection(site)
+    conn.send(b"PUT /_matrix/client/v3/echo/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}")
+    assert conn.response() is not None
+    assert len(site.connections) == 1
+    closed = site.close_connections()
+    # StringTransport records the close; the protocol then hears connectionLost.
+    assert conn.transport.disconnecting
+    conn.protocol.connectionLost(Failure(ConnectionDone()))
+    assert closed.called and not site.connections
