@@ -1,0 +1,35 @@
+"""The database schema, as numbered migrations for SQLite and PostgreSQL.
+
+Layout (applied by `homeserver.storage.prepare`, at start, in one transaction):
+
+    delta/<N>/*.sql   the step from version N-1 to N. Files run in name order;
+                      `x.sql` runs on both engines, `x.sqlite.sql` only on SQLite,
+                      `x.postgres.sql` only on PostgreSQL. Keep engine-specific
+                      DDL for one table in one such pair.
+    full/<N>/*.sql    a snapshot of the whole schema at version N, same naming.
+                      A fresh database is created from the newest snapshot at or
+                      below SCHEMA_VERSION, then brought up with the deltas after
+                      it. Snapshots are optional and may be added at any version.
+
+Adding a change:
+    1. Write delta/<SCHEMA_VERSION + 1>/NN_what.sql (SQL both engines accept, or
+       a .sqlite.sql/.postgres.sql pair), with a comment on each table and column
+       whose meaning is not obvious.
+    2. Bump SCHEMA_VERSION below and add a line to the log.
+    3. Add the new files' hashes to tests/storage/test_schema_files.py.
+
+A delta is never edited once it has been committed to main: databases out there
+have run it and will not run it again. Fix a mistake with a new delta. (Editing
+a snapshot is fine; the tests check each snapshot against the deltas.)
+
+Domain tables (accounts, events, ...) arrive with the stores that use them; a
+PostgreSQL sequence for a stream (see `homeserver.storage.streams`) is created
+in the same delta as the stream's table, with the default CACHE 1.
+
+SCHEMA_VERSION log:
+    1: `schema_version`, the one-row table recording the version a database is at.
+    2: `stream_positions`, how far each writer process has got on each stream.
+"""
+
+SCHEMA_VERSION = 2
+"""The schema version this code creates and runs on. Bump it with each new delta (see above)."""
