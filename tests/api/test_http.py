@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
-from twisted.python.failure import Failure
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from homeserver.api.http import (
     JsonDict,
