@@ -131,8 +131,9 @@ def _database_block(db_config: tuple[str, dict]) -> dict:
     return {"name": engine_name, "args": args}
 
 
-def test_sigterm_finishes_the_request_in_flight_and_exits_0(
-    tmp_path: Path, db_config: tuple[str, dict]
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_finishes_the_request_in_flight_and_exits_0(
+    tmp_path: Path, db_config: tuple[str, dict], signum: int
 ) -> None:
     port = free_port()
     server = ServerProcess(write_config(tmp_path, port, database=_database_block(db_config)))
@@ -144,14 +145,14 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(
         assert server.process is not None
         assert pid_file.read_text().strip() == str(server.process.pid)
 
-        # A request whose body is still arriving when SIGTERM comes.
+        # A request whose body is still arriving when the signal comes.
         conn = socket.create_connection(("127.0.0.1", port), timeout=10)
         conn.sendall(
             b"GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\n"
             b"Content-Length: 10\r\n\r\n12345"
         )
         time.sleep(0.3)
-        server.signal(signal.SIGTERM)
+        server.signal(signum)
         # The server stops accepting new connections...
         assert wait_for(lambda: not _can_connect(port))
         # ...but the request in flight is answered.
