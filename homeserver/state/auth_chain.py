@@ -112,13 +112,22 @@ class AuthChainCache:
 def state_set_auth_chains(
     state_sets: Sequence[StateMap], fetch_event: FetchEvent
 ) -> list[frozenset[str]]:
-    """The full auth chain of each state set, in the same order.
+    """The full auth chain of each state set, in the same order, counting the set's own events.
 
     Spec: rooms v2, "Auth difference": "the full auth chain for each state S_i,
-    that is the union of the auth chains for each event in S_i".
+    that is the union of the auth chains for each event in S_i". Read
+    literally, an event's auth chain does not hold the event itself. Synapse,
+    which most rooms run on, counts each state event as part of its own set's
+    chain, and the two readings resolve differently when an event in every
+    state set is an auth event of some sets' events but not of the others'
+    (tests/interop pins such a case). Servers in one room must resolve alike,
+    so we follow Synapse: each chain also holds the state set's events.
 
     One walk per state set: time grows with (number of sets) x (chain size),
     memory with the chain size. Servers with an auth chain index should pass
     the chains to `resolve_state` instead.
     """
-    return [frozenset(auth_chain(state_set.values(), fetch_event)) for state_set in state_sets]
+    return [
+        frozenset(auth_chain(state_set.values(), fetch_event)) | frozenset(state_set.values())
+        for state_set in state_sets
+    ]

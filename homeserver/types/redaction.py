@@ -16,7 +16,8 @@ What each version keeps:
   origin_server_ts, membership. v11+ drops origin, membership, prev_state.
 - content, by event type:
   - m.room.member: membership; v9+ join_authorised_via_users_server;
-    v11+ third_party_invite.signed (only that sub-key).
+    v11+ third_party_invite.signed (only that sub-key; an object without
+    it stays as `{}`, as in Synapse).
   - m.room.create: creator; v11+ everything.
   - m.room.join_rules: join_rule; v8+ allow.
   - m.room.power_levels: ban, events, events_default, kick, redact,
@@ -114,9 +115,17 @@ def prune_content(
     pruned = {k: thaw(content[k]) for k in keep if k in content}
     if event_type == "m.room.member" and room_version.redaction.updated_rules_v11:
         # v11+: "it allows the `signed` key of the `third_party_invite` key".
+        # An object `third_party_invite` is kept with only its `signed` key, so
+        # as `{}` when it has none; any other JSON value is dropped. The spec's
+        # words leave the `signed`-less object open; this is what Synapse, the
+        # reference implementation of MSC3821, does, and what hashes and
+        # signatures of such events are computed over
+        # (tests/interop/test_synapse_crosscheck.py found the difference).
         tpi = content.get("third_party_invite")
-        if isinstance(tpi, Mapping) and "signed" in tpi:
-            pruned["third_party_invite"] = {"signed": thaw(tpi["signed"])}
+        if isinstance(tpi, Mapping):
+            pruned["third_party_invite"] = (
+                {"signed": thaw(tpi["signed"])} if "signed" in tpi else {}
+            )
     return pruned
 
 

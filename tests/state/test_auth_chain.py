@@ -76,15 +76,16 @@ def test_forged_auth_cycle_terminates_and_matches_the_plain_walk() -> None:
 
 
 def test_state_set_auth_chains_unions_each_sets_events() -> None:
-    """The full auth chain of a state set is the union of its events' chains, per set."""
+    """The full auth chain of a state set is the union of its events' chains, per set,
+    plus the set's own events (as Synapse counts them; see state_set_auth_chains)."""
     source = graph_events(V10, DIAMOND)
     chains = state_set_auth_chains(
         [{("m.room.topic", ""): "$topic"}, {("m.room.member", "@bob:x"): "$bob"}],
         source.fetch_event,
     )
     assert chains == [
-        frozenset({"$create", "$join", "$pl"}),
-        frozenset({"$create", "$join", "$pl", "$jr"}),
+        frozenset({"$create", "$join", "$pl", "$topic"}),
+        frozenset({"$create", "$join", "$pl", "$jr", "$bob"}),
     ]
 
 
@@ -97,8 +98,8 @@ def test_auth_difference_is_union_minus_intersection() -> None:
 
 
 def test_auth_difference_of_a_fork() -> None:
-    """Two branches that each added a power levels event differ exactly by those events
-    and what only they cite."""
+    """Two branches that each added a power levels event differ exactly by those events,
+    what only they cite, and the conflicted topics themselves."""
     source = EventMap(
         [
             event(V10, "$create", state_key="", event_type="m.room.create"),
@@ -114,4 +115,4 @@ def test_auth_difference_of_a_fork() -> None:
         [{("m.room.topic", ""): "$topic-a"}, {("m.room.topic", ""): "$topic-b"}],
         source.fetch_event,
     )
-    assert auth_difference(chains) == {"$pl-a", "$pl-b"}
+    assert auth_difference(chains) == {"$pl-a", "$pl-b", "$topic-a", "$topic-b"}

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from homeserver.types.hashing import compute_event_id
 from homeserver.types.redaction import (
     kept_content_keys,
     kept_top_level_keys,
@@ -175,12 +176,25 @@ def test_missing_content_becomes_empty_object() -> None:
 
 
 def test_v11_member_keeps_only_signed_of_third_party_invite() -> None:
-    """v11: from `third_party_invite` only `signed` survives; a missing `signed` leaves nothing."""
+    """v11: from a `third_party_invite` object only `signed` survives; an object
+    without `signed` stays as `{}` (as Synapse, MSC3821's reference
+    implementation, redacts it: regression found by the Synapse cross-check);
+    a `third_party_invite` that is not an object is dropped."""
     v11 = KNOWN_ROOM_VERSIONS["11"]
     no_signed = {"membership": "invite", "third_party_invite": {"display_name": "x"}}
-    assert prune_content(v11, "m.room.member", no_signed) == {"membership": "invite"}
+    assert prune_content(v11, "m.room.member", no_signed) == {
+        "membership": "invite",
+        "third_party_invite": {},
+    }
+    empty = {"membership": "invite", "third_party_invite": {}}
+    assert prune_content(v11, "m.room.member", empty) == {
+        "membership": "invite",
+        "third_party_invite": {},
+    }
     not_object = {"membership": "invite", "third_party_invite": "junk"}
     assert prune_content(v11, "m.room.member", not_object) == {"membership": "invite"}
+    as_list = {"membership": "invite", "third_party_invite": [{"signed": {}}]}
+    assert prune_content(v11, "m.room.member", as_list) == {"membership": "invite"}
 
 
 def test_kept_content_keys_reports_all_for_v11_create() -> None:
@@ -188,3 +202,27 @@ def test_kept_content_keys_reports_all_for_v11_create() -> None:
     assert kept_content_keys(KNOWN_ROOM_VERSIONS["11"], "m.room.create") is None
     assert kept_content_keys(KNOWN_ROOM_VERSIONS["10"], "m.room.create") == ("creator",)
     assert kept_content_keys(KNOWN_ROOM_VERSIONS["10"], "m.room.message") == ()
+
+
+def test_v11_event_id_of_member_with_signed_less_third_party_invite() -> None:
+    """The event ID (reference hash) of a v11 join whose `third_party_invite` has
+    no `signed` covers `third_party_invite: {}`: the ID below is the one Synapse
+    1.163.2 computes for this PDU (regression found by the Synapse cross-check)."""
+    pdu = {
+        "type": "m.room.member",
+        "state_key": "@bob:example.org",
+        "sender": "@bob:example.org",
+        "room_id": "!room:example.org",
+        "content": {
+            "membership": "join",
+            "third_party_invite": {"display_name": "bob@example.org"},
+        },
+        "origin_server_ts": 1700000000000,
+        "depth": 5,
+        "prev_events": ["$prev"],
+        "auth_events": ["$auth"],
+        "hashes": {"sha256": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+        "signatures": {},
+    }
+    event_id = compute_event_id(KNOWN_ROOM_VERSIONS["11"], pdu)
+    assert event_id == "$tLvnEqG1ZPbFECmDdXSr_eyX2p2nOhukaY-qXt-nogE"
