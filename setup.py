@@ -43,6 +43,7 @@ setup(
     entry_points={
         "console_scripts": [
             "homeserver = homeserver.app:main",
+            "register_new_matrix_user = homeserver.scripts.register_new_matrix_user:main",
         ],
     },
 )

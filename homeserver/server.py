@@ -2,7 +2,11 @@
 
 Nothing else constructs long-lived components: each one gets its
 dependencies through `__init__`, here, in dependency order. Tests build a
-HomeServer from a test config and a reactor of their choice.
+HomeServer from a test config and a reactor of their choice (and may pass a
+clock of their own, to move time).
+
+Background work runs as Twisted Services (`self.services`), started after
+the database and stopped, in reverse order, before it closes.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import os
 
 from OpenSSL import crypto
+from twisted.application.service import Service
 from twisted.internet import defer, ssl
 from twisted.internet.interfaces import IListeningPort
 
@@ -20,8 +25,19 @@ from homeserver.clock import Clock
 from homeserver.config import HomeServerConfig
 from homeserver.config.listeners import ListenerConfig
 from homeserver.crypto.keys import read_signing_key_file, write_new_signing_key
+from homeserver.handlers.account import AccountHandler
+from homeserver.handlers.auth import AuthHandler
+from homeserver.handlers.client_ips import ClientIpTracker
+from homeserver.handlers.devices import DeviceHandler
 from homeserver.handlers.discovery import DiscoveryHandler
+from homeserver.handlers.housekeeping import AccountsHousekeeping
+from homeserver.handlers.login import LoginHandler, PasswordStageChecker
+from homeserver.handlers.passwords import PasswordHasher, PasswordPolicy
+from homeserver.handlers.profile import ProfileHandler
+from homeserver.handlers.registration import RegistrationHandler
+from homeserver.handlers.ui_auth import DummyStageChecker, UserInteractiveAuth
 from homeserver.storage.database import Database
+from homeserver.storage.stores import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +50,25 @@ class HomeServer:
     config: HomeServerConfig
     clock: Clock
     database: Database
+    storage: Storage
     discovery: DiscoveryHandler
+    client_ips: ClientIpTracker
+    auth: AuthHandler
+    hasher: PasswordHasher
+    password_policy: PasswordPolicy
+    login: LoginHandler
+    ui_auth: UserInteractiveAuth
+    devices: DeviceHandler
+    registration: RegistrationHandler
+    profile: ProfileHandler
+    account: AccountHandler
+    housekeeping: AccountsHousekeeping
+    services: list[Service]
 
-    def __init__(self, config: HomeServerConfig, reactor: object) -> None:
+    def __init__(self, config: HomeServerConfig, reactor: object, clock: Clock | None = None) -> None:
         self.config = config
         self.reactor = reactor
-        self.clock = Clock(reactor)  # type: ignore[arg-type]
+        self.clock = clock or Clock(reactor)  # type: ignore[arg-type]
         self.signing_keys = self._load_signing_keys(config.server.signing_key_path)
         self.database = Database(
             reactor,
@@ -48,7 +77,55 @@ class HomeServer:
             config.database.cp_min,
             config.database.cp_max,
         )
+        self.storage = Storage(self.database)
+        server_name = config.server.server_name
         self.discovery = DiscoveryHandler(config.server)
+
+        # Accounts: tokens, passwords, logins, UIA, devices, registration, profiles.
+        self.client_ips = ClientIpTracker(self.clock, self.storage.devices, self.storage.tokens)
+        self.auth = AuthHandler(self.clock, self.storage, self.client_ips, config.registration)
+        self.hasher = PasswordHasher(reactor, config.auth.bcrypt_rounds, config.auth.pepper)
+        self.password_policy = PasswordPolicy(config.auth.policy)
+        self.login = LoginHandler(
+            server_name,
+            self.clock,
+            self.storage,
+            self.auth,
+            self.hasher,
+            config.auth,
+            config.registration,
+        )
+        self.ui_auth = UserInteractiveAuth(
+            self.clock,
+            self.storage.ui_auth,
+            self.storage.users,
+            [DummyStageChecker(), PasswordStageChecker(self.login)],
+            password_reauth_enabled=config.auth.password_reauth_enabled,
+        )
+        self.devices = DeviceHandler(self.storage, self.client_ips, self.auth)
+        # The stages every registration completes before m.login.dummy; the
+        # captcha, registration tokens and terms add theirs (with their
+        # checkers, registered on self.ui_auth) here.
+        registration_stages: list[str] = []
+        self.registration = RegistrationHandler(
+            server_name,
+            self.clock,
+            config.registration,
+            self.storage,
+            self.ui_auth,
+            self.login,
+            self.auth,
+            self.hasher,
+            self.password_policy,
+            registration_stages,
+        )
+        self.profile = ProfileHandler(server_name, self.storage)
+        self.account = AccountHandler(
+            self.storage, self.ui_auth, self.hasher, self.password_policy, config.auth
+        )
+        self.housekeeping = AccountsHousekeeping(self.clock, self.ui_auth, self.storage.tokens)
+        self.services = [self.client_ips, self.housekeeping]
+
         self.sites: list[Site] = []
         self.listening_ports: list[IListeningPort] = []
 
@@ -67,12 +144,19 @@ class HomeServer:
     async def start(self) -> None:
         """Open the database (applying migrations) and start listening."""
         await self.database.start()
+        for service in self.services:
+            service.startService()
         for listener in self.config.listeners.listeners:
             self._listen(listener)
 
     def _listen(self, listener: ListenerConfig) -> None:
-        router = build_router(listener.resources, self.discovery)
-        site = Site(router, self.config.server.max_request_size, name=f"port {listener.port}")
+        router = build_router(listener.resources, self)
+        site = Site(
+            router,
+            self.config.server.max_request_size,
+            name=f"port {listener.port}",
+            x_forwarded=listener.x_forwarded,
+        )
         self.sites.append(site)
         context_factory = self._tls_context_factory() if listener.tls else None
         for address in listener.bind_addresses:
@@ -136,4 +220,9 @@ class HomeServer:
             await self.clock.timeout(closed, 2.0)
         except defer.TimeoutError:
             logger.warning("Some connections did not close in time")
+        for service in reversed(self.services):
+            if service.running:
+                stopped = service.stopService()
+                if stopped is not None:
+                    await stopped
         await self.database.close()

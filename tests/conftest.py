@@ -23,6 +23,12 @@ PostgreSQL database created for the test (ENCODING 'UTF8', C collation, from
 template0) and dropped afterwards. `make_db_config()` gives further fresh
 databases of the same engine, and `database` a started `Database` on one.
 
+In-process homeservers
+----------------------
+`homeserver_factory`, `homeserver` and `client` run a real HomeServer on an
+ephemeral loopback port over the test's database (so on both engines) and
+talk HTTP to it; see tests/homeserver_harness.py.
+
 The PostgreSQL server comes from HOMESERVER_TEST_POSTGRES, a libpq DSN
 ("host=... port=... user=... dbname=...") or "host:port" (default
 "host=127.0.0.1 port=5432 user=postgres dbname=test"), with a user allowed to
@@ -276,3 +282,29 @@ def database(db_config: DbConfig, reactor: Any) -> Iterator[Any]:
     run_on_reactor(db.start())
     yield db
     run_on_reactor(db.close())
+
+
+# ---------------------------------------------------------------------------
+# In-process homeservers (see tests/homeserver_harness.py)
+
+
+@pytest.fixture
+def homeserver_factory(db_config: DbConfig, tmp_path: Any, reactor: Any) -> Iterator[Any]:
+    """Starts HomeServers over the test's database (both engines); stops them after the test."""
+    from tests.homeserver_harness import HomeServerFactory
+
+    factory = HomeServerFactory(reactor, tmp_path, db_config)
+    yield factory
+    run_on_reactor(factory.stop_all())
+
+
+@pytest.fixture
+def homeserver(homeserver_factory: Any) -> Any:
+    """A started HomeServer with the default test config."""
+    return run_on_reactor(homeserver_factory.start())
+
+
+@pytest.fixture
+def client(homeserver_factory: Any, homeserver: Any) -> Any:
+    """A TestClient bound to `homeserver`."""
+    return homeserver_factory.client(homeserver)

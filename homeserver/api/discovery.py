@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from homeserver.api.http import JsonDict, Servlet, SiteRequest
+from homeserver.api.http import Auth, JsonDict, Servlet, SiteRequest
 from homeserver.handlers.discovery import DiscoveryHandler
 from homeserver.types.errors import Codes, MatrixError
 
@@ -11,6 +11,7 @@ class ClientWellKnownServlet(Servlet):
     """GET /.well-known/matrix/client: 404 M_NOT_FOUND when not configured."""
 
     PATTERNS = ("^/.well-known/matrix/client$",)
+    AUTH = Auth.NONE
 
     def __init__(self, discovery: DiscoveryHandler) -> None:
         self._discovery = discovery
@@ -26,6 +27,7 @@ class ServerWellKnownServlet(Servlet):
     """GET /.well-known/matrix/server: 404 M_NOT_FOUND when not configured."""
 
     PATTERNS = ("^/.well-known/matrix/server$",)
+    AUTH = Auth.NONE
 
     def __init__(self, discovery: DiscoveryHandler) -> None:
         self._discovery = discovery

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from homeserver.api.http import RawResponse, Servlet, SiteRequest
+from homeserver.api.http import Auth, RawResponse, Servlet, SiteRequest
 
 
 class HealthServlet(Servlet):
     """GET /health: `OK` while the server is serving, for load balancers."""
 
     PATTERNS = ("^/health$",)
+    AUTH = Auth.NONE
 
     async def on_GET(self, request: SiteRequest) -> RawResponse:
         return RawResponse(200, b"OK", b"text/plain; charset=utf-8")
@@ -23,6 +24,7 @@ class MetricsServlet(Servlet):
     """
 
     PATTERNS = ("^/_synapse/metrics/?$", "^/metrics/?$")
+    AUTH = Auth.NONE
 
     async def on_GET(self, request: SiteRequest) -> RawResponse:
         return RawResponse(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST.encode("ascii"))

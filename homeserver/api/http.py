@@ -10,33 +10,62 @@ unknown path 404 `M_UNRECOGNIZED`, a known path with another method 405
 headers go on every response and `OPTIONS` is answered on every path without
 running any endpoint logic, as the spec asks ("Web Browser Clients").
 
-`SiteRequest` enforces the request size limit while the body arrives, carries
-the request id into log records, and writes one access-log line when the
-request ends. `Site` counts requests in flight so shutdown can wait for them.
+Authentication is declared, not coded: each servlet says in `AUTH` what each
+of its methods needs (`Auth.NONE`, `OPTIONAL`, `USER`, `USER_OR_GUEST`), and
+the Router resolves the access token through its `Authenticator` before the
+method runs, passing the result as the `requester` keyword argument (a
+`homeserver.handlers.auth.Requester`, or None for OPTIONAL without a token;
+methods declared NONE get no `requester`). A missing token is 401
+M_MISSING_TOKEN, an unknown or expired one 401 M_UNKNOWN_TOKEN (from the
+authenticator), a guest on a method that does not allow guests 403
+M_GUEST_ACCESS_FORBIDDEN. A servlet that does not declare a method's auth is
+refused when it is registered.
+
+The twisted.web site and request classes (`Site`, `SiteRequest`: size limit,
+request ids, client address, access log, requests in flight) are in
+`homeserver.api.site`, and importable from here too.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import re
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
-from urllib.parse import parse_qsl, unquote, urlencode
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from urllib.parse import unquote
 
 from twisted.internet import defer
-from twisted.python.failure import Failure
-from twisted.web import http, resource, server
+from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
-from homeserver import metrics
+from homeserver.api.site import Site, SiteRequest, redact_uri
 from homeserver.logs import current_request_id
 from homeserver.types.errors import Codes, MatrixError
 
+if TYPE_CHECKING:
+    from homeserver.handlers.auth import Requester
+
+__all__ = [
+    "Auth",
+    "Authenticator",
+    "JsonDict",
+    "RawResponse",
+    "Router",
+    "Servlet",
+    "Site",
+    "SiteRequest",
+    "client_patterns",
+    "encode_json",
+    "get_access_token",
+    "parse_json_object",
+    "parse_json_value",
+    "redact_uri",
+]
+
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger("homeserver.access")
 
 JsonDict = dict[str, Any]
 
@@ -46,9 +75,6 @@ CORS_HEADERS = {
     b"Access-Control-Allow-Headers": b"X-Requested-With, Content-Type, Authorization, Date",
     b"Access-Control-Expose-Headers": b"ETag, Content-Disposition",
 }
-
-# Query parameters whose values never reach the logs.
-_SECRET_QUERY_PARAMS = frozenset({"access_token", "client_secret", "password"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +89,37 @@ class RawResponse:
 ServletResult = tuple[int, Any] | RawResponse
 
 
+class Auth(enum.Enum):
+    """What a servlet method needs from the caller's access token."""
+
+    NONE = "none"
+    """The token is not looked at; the method gets no `requester` argument."""
+    OPTIONAL = "optional"
+    """A token is resolved if given (guests included): `requester` is a Requester or None."""
+    USER = "user"
+    """A registered user's token; guests get 403 M_GUEST_ACCESS_FORBIDDEN."""
+    USER_OR_GUEST = "user_or_guest"
+    """Any user's token, guests included."""
+
+
+class Authenticator(Protocol):
+    """Resolves access tokens for the Router (homeserver.handlers.auth.AuthHandler)."""
+
+    async def authenticate(
+        self, token: str, ip: str | None = None, user_agent: str | None = None
+    ) -> Requester: ...
+
+
 class Servlet:
-    """Base for endpoints. Subclasses set PATTERNS and define `async def on_GET(...)` etc.
+    """Base for endpoints. Subclasses set PATTERNS and AUTH and define `async def on_GET(...)` etc.
 
     Path groups are passed to the method as keyword arguments, percent-decoded.
+    AUTH is one `Auth` for every method, or a mapping from method name
+    ("GET", ...) to `Auth`; every method defined must be covered.
     """
 
     PATTERNS: ClassVar[tuple[str, ...]] = ()
+    AUTH: ClassVar[Auth | Mapping[str, Auth] | None] = None
 
     def methods(self) -> dict[bytes, Callable[..., Awaitable[ServletResult]]]:
         found = {}
@@ -78,6 +128,14 @@ class Servlet:
             if handler is not None:
                 found[method.encode()] = handler
         return found
+
+    def auth_for(self, method: str) -> Auth:
+        """The declared auth of one method; TypeError if it has none."""
+        declared = self.AUTH
+        auth = declared.get(method) if isinstance(declared, Mapping) else declared
+        if not isinstance(auth, Auth):
+            raise TypeError(f"{type(self).__name__} declares no AUTH for {method}")
+        return auth
 
 
 def client_patterns(path: str, versions: Iterable[str] = ("v3", "r0")) -> tuple[str, ...]:
@@ -136,174 +194,11 @@ def get_access_token(request: IRequest) -> str | None:
     return None
 
 
-def redact_uri(uri: bytes) -> str:
-    """The request URI with secret query values replaced, for logs."""
-    text = uri.decode("ascii", errors="replace")
-    path, sep, query = text.partition("?")
-    if not sep:
-        return path
-    pairs = [
-        (key, "<redacted>" if key in _SECRET_QUERY_PARAMS else value)
-        for key, value in parse_qsl(query, keep_blank_values=True)
-    ]
-    return f"{path}?{urlencode(pairs, safe='<>')}"
-
-
-class SiteRequest(server.Request):
-    """A request with a body size limit, a request id and one access-log line at the end."""
-
-    site: Site
-
-    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(channel, *args, **kwargs)
-        self.request_id = "-"
-        self.start_time = 0.0
-        self.servlet_name = "unrecognised"
-        # Who made the request, for the access log; set once authentication exists.
-        self.requester: str | None = None
-        self.body_too_large = False
-        self._body_bytes = 0
-        self._processed = False
-        # In flight from the first line on, so a shutdown waits for a request
-        # whose body is still arriving, not only for one being answered.
-        self.site = channel.site
-        self.site.request_started(self)
-        self.notifyFinish().addBoth(self._on_end)
-
-    def gotLength(self, length: int | None) -> None:
-        if length is not None and length > self.site.max_request_size:
-            # Read and drop the body rather than buffer it; answered with 413.
-            self.body_too_large = True
-        super().gotLength(length)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        self._body_bytes += len(data)
-        if self._body_bytes > self.site.max_request_size:
-            self.body_too_large = True
-        if self.body_too_large:
-            return
-        super().handleContentChunk(data)
-
-    def process(self) -> None:
-        self._processed = True
-        self.start_time = time.monotonic()
-        self.request_id = f"{self.method.decode('ascii', errors='replace')}-{self.site.next_request_number()}"
-        super().process()
-
-    def _on_end(self, result: Failure | None) -> None:
-        self.site.request_ended(self)
-        if not self._processed:
-            # The client went away before the request was complete: nothing to log.
-            return
-        duration = time.monotonic() - self.start_time
-        method = self.method.decode("ascii", errors="replace")
-        metrics.HTTP_REQUESTS.labels(self.servlet_name, method, str(self.code)).inc()
-        metrics.HTTP_REQUEST_DURATION.labels(self.servlet_name, method).observe(duration)
-        disconnected = " (client disconnected)" if isinstance(result, Failure) else ""
-        user_agent = (self.getHeader(b"User-Agent") or b"-").decode("utf-8", errors="replace")
-        token = current_request_id.set(self.request_id)
-        try:
-            access_logger.info(
-                "%s - {%s} Processed request: %.3fsec %sB %s%s \"%s %s %s\" \"%s\"",
-                self.getClientAddress().host if self.getClientAddress() else "-",
-                self.requester or "None",
-                duration,
-                self.sentLength,
-                self.code,
-                disconnected,
-                method,
-                redact_uri(self.uri),
-                self.clientproto.decode("ascii", errors="replace"),
-                user_agent,
-            )
-        finally:
-            current_request_id.reset(token)
-
-
-class Site(server.Site):
-    """The twisted.web site for one listener, counting requests in flight."""
-
-    requestFactory = SiteRequest
-    # Plain HTTP/1.1 channels (no HTTP/2 negotiation wrapper), so each
-    # connection's transport can be closed gracefully at shutdown.
-    protocol = http.HTTPChannel
-    # Twisted's own access log is replaced by SiteRequest's.
-    noisy = False
-
-    def __init__(
-        self, root: resource.Resource, max_request_size: int, name: str, reactor: Any = None
-    ) -> None:
-        super().__init__(root, reactor=reactor)
-        self.max_request_size = max_request_size
-        self.name = name
-        self._request_counter = 0
-        self.in_flight: set[SiteRequest] = set()
-        self._idle_waiters: list[defer.Deferred[None]] = []
-        self.connections: set[Any] = set()
-        self._closed_waiters: list[defer.Deferred[None]] = []
-
-    def buildProtocol(self, addr: Any) -> Any:
-        protocol = super().buildProtocol(addr)
-        self.connections.add(protocol)
-        connection_lost = protocol.connectionLost
-
-        def on_connection_lost(reason: Failure) -> Any:
-            self.connections.discard(protocol)
-            if not self.connections:
-                waiters, self._closed_waiters = self._closed_waiters, []
-                for waiter in waiters:
-                    waiter.callback(None)
-            return connection_lost(reason)
-
-        protocol.connectionLost = on_connection_lost
-        return protocol
-
-    def close_connections(self) -> defer.Deferred[None]:
-        """Close every connection once its pending output is written; fires when all are closed.
-
-        The reactor's own shutdown drops connections without flushing them, which
-        would cut off responses that were just finished.
-        """
-        if not self.connections:
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._closed_waiters.append(d)
-        for protocol in list(self.connections):
-            if protocol.transport is not None:
-                protocol.transport.loseConnection()
-        return d
-
-    def log(self, request: server.Request) -> None:
-        """Twisted's per-request log line; SiteRequest writes a better one."""
-
-    def next_request_number(self) -> int:
-        self._request_counter += 1
-        return self._request_counter
-
-    def request_started(self, request: SiteRequest) -> None:
-        self.in_flight.add(request)
-
-    def request_ended(self, request: SiteRequest) -> None:
-        self.in_flight.discard(request)
-        if not self.in_flight:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-
-    def wait_until_idle(self) -> defer.Deferred[None]:
-        """Fires when no request is in flight."""
-        if not self.in_flight:
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._idle_waiters.append(d)
-        return d
-
-
 @dataclass(frozen=True, slots=True)
 class _Route:
     pattern: re.Pattern[str]
     servlet: Servlet
-    methods: dict[bytes, Callable[..., Awaitable[ServletResult]]]
+    methods: dict[bytes, tuple[Callable[..., Awaitable[ServletResult]], Auth]]
 
 
 class Router(resource.Resource):
@@ -311,13 +206,23 @@ class Router(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self) -> None:
+    def __init__(self, authenticator: Authenticator | None = None) -> None:
         super().__init__()
         self._routes: list[_Route] = []
+        self._authenticator = authenticator
 
     def register(self, servlet: Servlet) -> None:
+        """Serve `servlet`; TypeError if a method lacks a declared auth (or an authenticator)."""
+        methods = {}
+        for method, handler in servlet.methods().items():
+            auth = servlet.auth_for(method.decode("ascii"))
+            if auth is not Auth.NONE and self._authenticator is None:
+                raise TypeError(
+                    f"{type(servlet).__name__} needs authentication but the Router has no authenticator"
+                )
+            methods[method] = (handler, auth)
         for pattern in servlet.PATTERNS:
-            self._routes.append(_Route(re.compile(pattern), servlet, servlet.methods()))
+            self._routes.append(_Route(re.compile(pattern), servlet, methods))
 
     def render(self, request: server.Request) -> int:
         assert isinstance(request, SiteRequest)
@@ -349,17 +254,37 @@ class Router(resource.Resource):
             if match is None:
                 continue
             known_path = True
-            handler = route.methods.get(method)
-            if handler is None:
+            declared = route.methods.get(method)
+            if declared is None:
                 continue
+            handler, auth = declared
             request.servlet_name = type(route.servlet).__name__
             if request.body_too_large:
                 raise MatrixError(Codes.TOO_LARGE, "Request body too large.")
-            kwargs = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
+            kwargs: dict[str, Any] = {
+                k: unquote(v) for k, v in match.groupdict().items() if v is not None
+            }
+            if auth is not Auth.NONE:
+                kwargs["requester"] = await self._authenticate(request, auth)
             return await handler(request, **kwargs)
         if known_path:
             raise MatrixError(Codes.UNRECOGNIZED, "Unrecognized request", status=405)
         raise MatrixError(Codes.UNRECOGNIZED, "Unrecognized request", status=404)
+
+    async def _authenticate(self, request: SiteRequest, auth: Auth) -> Requester | None:
+        token = get_access_token(request)
+        if token is None:
+            if auth is Auth.OPTIONAL:
+                return None
+            raise MatrixError(Codes.MISSING_TOKEN, "Missing access token.", status=401)
+        assert self._authenticator is not None
+        requester = await self._authenticator.authenticate(
+            token, request.client_ip(), request.user_agent()
+        )
+        request.requester = requester.user_id
+        if requester.is_guest and auth is Auth.USER:
+            raise MatrixError(Codes.GUEST_ACCESS_FORBIDDEN, "Guest access not allowed")
+        return requester
 
     @staticmethod
     def _respond(request: SiteRequest, result: ServletResult) -> None:

@@ -3,16 +3,56 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+from homeserver.api.client.account import DeactivateServlet, PasswordServlet, WhoamiServlet
+from homeserver.api.client.devices import DeleteDevicesServlet, DeviceServlet, DevicesServlet
+from homeserver.api.client.login import LoginServlet, LoginTokenServlet, RefreshServlet
+from homeserver.api.client.logout import LogoutAllServlet, LogoutServlet
+from homeserver.api.client.profile import ProfileFieldServlet, ProfileServlet
+from homeserver.api.client.register import RegisterAvailableServlet, RegisterServlet
 from homeserver.api.client.versions import VersionsServlet
 from homeserver.api.discovery import ClientWellKnownServlet, ServerWellKnownServlet
 from homeserver.api.health import HealthServlet, MetricsServlet
 from homeserver.api.http import Router, Servlet
 from homeserver.federation.server import FederationVersionServlet
-from homeserver.handlers.discovery import DiscoveryHandler
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
 
 
-def build_router(resource_names: Iterable[str], discovery: DiscoveryHandler) -> Router:
+def client_servlets(hs: HomeServer) -> list[Servlet]:
+    """The /_matrix/client servlets, built with their handlers."""
+    server_name = hs.config.server.server_name
+    servlets: list[Servlet] = [
+        VersionsServlet(),
+        ClientWellKnownServlet(hs.discovery),
+        RegisterServlet(hs.registration, server_name),
+        RegisterAvailableServlet(hs.registration),
+        LoginServlet(hs.login, hs.discovery, server_name),
+        RefreshServlet(hs.auth),
+        LogoutServlet(hs.devices),
+        LogoutAllServlet(hs.devices),
+        WhoamiServlet(),
+        PasswordServlet(hs.account),
+        DeactivateServlet(hs.account),
+        DevicesServlet(hs.devices),
+        DeviceServlet(hs.devices, hs.ui_auth),
+        DeleteDevicesServlet(hs.devices, hs.ui_auth),
+        ProfileServlet(hs.profile),
+        ProfileFieldServlet(hs.profile),
+    ]
+    registration = hs.config.registration
+    if registration.login_via_existing_session:
+        servlets.append(
+            LoginTokenServlet(
+                hs.login, hs.ui_auth, registration.login_via_existing_session_requires_ui_auth
+            )
+        )
+    return servlets
+
+
+def build_router(resource_names: Iterable[str], hs: HomeServer) -> Router:
     """A Router serving the named resources (`client`, `federation`, `metrics`, ...).
 
     /health is served on every listener, as load balancers expect it anywhere.
@@ -22,14 +62,14 @@ def build_router(resource_names: Iterable[str], discovery: DiscoveryHandler) -> 
     names = set(resource_names)
     servlets: list[Servlet] = [HealthServlet()]
     if names & {"client", "federation"}:
-        servlets.append(ServerWellKnownServlet(discovery))
+        servlets.append(ServerWellKnownServlet(hs.discovery))
     if "client" in names:
-        servlets += [VersionsServlet(), ClientWellKnownServlet(discovery)]
+        servlets += client_servlets(hs)
     if "federation" in names:
         servlets.append(FederationVersionServlet())
     if "metrics" in names:
         servlets.append(MetricsServlet())
-    router = Router()
+    router = Router(hs.auth)
     for servlet in servlets:
         router.register(servlet)
     return router

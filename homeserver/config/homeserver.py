@@ -14,10 +14,36 @@ from typing import Any
 
 import yaml
 
-from homeserver.config import database, listeners, logs, rooms, server
+from homeserver.config import (
+    auth,
+    captcha,
+    database,
+    email,
+    federation,
+    listeners,
+    logs,
+    ratelimits,
+    registration,
+    registration_secret,
+    rooms,
+    server,
+)
 from homeserver.config._schema import ConfigError, validate, with_defaults
 
-_SECTIONS = (server, listeners, database, logs, rooms)
+_SECTIONS = (
+    server,
+    listeners,
+    database,
+    logs,
+    rooms,
+    ratelimits,
+    email,
+    captcha,
+    registration_secret,
+    registration,
+    auth,
+    federation,
+)
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -36,6 +62,13 @@ class HomeServerConfig:
     database: database.DatabaseConfig
     logging: logs.LoggingConfig
     rooms: rooms.RoomsConfig
+    ratelimits: ratelimits.RateLimitsConfig
+    email: email.EmailConfig
+    captcha: captcha.CaptchaConfig
+    registration_secret: registration_secret.RegistrationSecretConfig
+    registration: registration.RegistrationConfig
+    auth: auth.AuthConfig
+    federation: federation.FederationConfig
 
     @classmethod
     def from_dict(cls, document: Any, config_path: str) -> HomeServerConfig:
@@ -54,6 +87,15 @@ class HomeServerConfig:
             database=database.DatabaseConfig.from_dict(doc, resolve_path),
             logging=logs.LoggingConfig.from_dict(doc, resolve_path),
             rooms=rooms.RoomsConfig.from_dict(doc, resolve_path),
+            ratelimits=ratelimits.RateLimitsConfig.from_dict(doc, resolve_path),
+            email=email.EmailConfig.from_dict(doc, resolve_path),
+            captcha=captcha.CaptchaConfig.from_dict(doc, resolve_path),
+            registration_secret=registration_secret.RegistrationSecretConfig.from_dict(
+                doc, resolve_path
+            ),
+            registration=registration.RegistrationConfig.from_dict(doc, resolve_path),
+            auth=auth.AuthConfig.from_dict(doc, resolve_path),
+            federation=federation.FederationConfig.from_dict(doc, resolve_path),
         )
 
 

@@ -61,6 +61,8 @@ class Codes:
     CANNOT_OVERWRITE_MEDIA = "M_CANNOT_OVERWRITE_MEDIA"
     INVALID_SIGNATURE = "M_INVALID_SIGNATURE"
     MISSING_REFERENCE = "M_MISSING_REFERENCE"
+    PROFILE_TOO_LARGE = "M_PROFILE_TOO_LARGE"
+    KEY_TOO_LARGE = "M_KEY_TOO_LARGE"
 
 
 # The usual HTTP status for each errcode; callers override it where the spec differs.
@@ -108,6 +110,8 @@ DEFAULT_STATUS: dict[str, int] = {
     Codes.CANNOT_OVERWRITE_MEDIA: 409,
     Codes.INVALID_SIGNATURE: 401,
     Codes.MISSING_REFERENCE: 400,
+    Codes.PROFILE_TOO_LARGE: 400,
+    Codes.KEY_TOO_LARGE: 400,
 }
 
 

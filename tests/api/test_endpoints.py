@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -10,20 +12,23 @@ from homeserver import __version__
 from homeserver.api.http import Site
 from homeserver.api.resources import build_router
 from homeserver.config import HomeServerConfig
-from homeserver.handlers.discovery import DiscoveryHandler
+from homeserver.server import HomeServer
 from tests.http_harness import request
 
 
 def make_site(resources: list[str], **options: Any) -> Site:
-    document = {
-        "server_name": "example.com",
-        "signing_key_path": "key",
-        "listeners": [{"port": 8008, "resources": [{"names": resources}]}],
-        "database": {"name": "sqlite3", "args": {"database": "hs.db"}},
-        **options,
-    }
-    config = HomeServerConfig.from_dict(document, "/tmp/homeserver.yaml")
-    router = build_router(resources, DiscoveryHandler(config.server))
+    """The Site of a HomeServer built (not started: no database) from a minimal config."""
+    with tempfile.TemporaryDirectory() as directory:
+        document = {
+            "server_name": "example.com",
+            "signing_key_path": os.path.join(directory, "key"),
+            "listeners": [{"port": 8008, "resources": [{"names": resources}]}],
+            "database": {"name": "sqlite3", "args": {"database": os.path.join(directory, "hs.db")}},
+            **options,
+        }
+        config = HomeServerConfig.from_dict(document, "/tmp/homeserver.yaml")
+        hs = HomeServer(config, Clock())
+    router = build_router(resources, hs)
     return Site(router, config.server.max_request_size, "test", reactor=Clock())
 
 

@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from homeserver.api.http import (
+    Auth,
     JsonDict,
     Router,
     Servlet,
@@ -30,6 +31,7 @@ class EchoServlet(Servlet):
     """PUT /_matrix/client/v3/echo/{thing}: echoes the JSON body and the path argument."""
 
     PATTERNS = client_patterns("/echo/(?P<thing>[^/]*)")
+    AUTH = Auth.NONE
 
     async def on_PUT(self, request: SiteRequest, thing: str) -> tuple[int, JsonDict]:
         body = parse_json_object(request)
@@ -38,6 +40,7 @@ class EchoServlet(Servlet):
 
 class FailingServlet(Servlet):
     PATTERNS = ("^/_matrix/client/v3/fail/(?P<how>[a-z]+)$",)
+    AUTH = Auth.NONE
 
     async def on_GET(self, request: SiteRequest, how: str) -> tuple[int, JsonDict]:
         if how == "forbidden":
@@ -49,6 +52,7 @@ class WaitingServlet(Servlet):
     """GET /_matrix/client/v3/wait: answers when the test fires `release`."""
 
     PATTERNS = ("^/_matrix/client/v3/wait$",)
+    AUTH = Auth.NONE
 
     def __init__(self) -> None:
         self.release: defer.Deferred[None] = defer.Deferred()

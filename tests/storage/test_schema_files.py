@@ -24,6 +24,21 @@ SHIPPED_DELTAS = {
     "delta/2/01_stream_positions.sql": (
         "4390c7e9611ec00b1c92848ff9d569004f8b3146667975bb47bf0331843a3984"
     ),
+    "delta/3/01_users.sql": (
+        "0b9da436e94771155fc9306395cd4a8c33ae80f7895c92235f6662bb19c9ed29"
+    ),
+    "delta/3/02_devices.sql": (
+        "1f11e4f26bccefb0eb99f58484f2bd8d859adf152dcf54a06d13d881b786ee11"
+    ),
+    "delta/3/03_tokens.sql": (
+        "cb38ac8add4922a4552ca1b9c181e6f6949ce2d8568a95d2e5be5b7b055e120e"
+    ),
+    "delta/3/04_ui_auth.sql": (
+        "e2b3bbebe3b072443c07ed7d2ae0cb830831e1bf0c3b3f37c00623e29425446d"
+    ),
+    "delta/3/05_profiles.sql": (
+        "88258e7e188f0690460cc2d72e233e66dd363a430464078991c9eb81bc413874"
+    ),
 }
 
 

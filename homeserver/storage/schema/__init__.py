@@ -29,7 +29,10 @@ in the same delta as the stream's table, with the default CACHE 1.
 SCHEMA_VERSION log:
     1: `schema_version`, the one-row table recording the version a database is at.
     2: `stream_positions`, how far each writer process has got on each stream.
+    3: accounts: `users` (+ `user_id_counter`), `devices`, `access_tokens`,
+       `refresh_tokens`, `login_tokens`, `ui_auth_sessions` (+ credentials),
+       `profiles` and `profile_fields`.
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version this code creates and runs on. Bump it with each new delta (see above)."""

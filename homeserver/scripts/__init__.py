@@ -1,0 +1,1 @@
+"""Operator command-line tools, installed as console commands (see setup.py)."""
