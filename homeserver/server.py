@@ -150,7 +150,7 @@ class HomeServer:
             self._listen(listener)
 
     def _listen(self, listener: ListenerConfig) -> None:
-        router = build_router(listener.resources, self)
+        router = build_router(listener.resources, self, listener.compressed_resources)
         site = Site(
             router,
             self.config.server.max_request_size,

@@ -52,24 +52,31 @@ def client_servlets(hs: HomeServer) -> list[Servlet]:
     return servlets
 
 
-def build_router(resource_names: Iterable[str], hs: HomeServer) -> Router:
+def build_router(
+    resource_names: Iterable[str], hs: HomeServer, compressed: Iterable[str] = ()
+) -> Router:
     """A Router serving the named resources (`client`, `federation`, `metrics`, ...).
 
-    /health is served on every listener, as load balancers expect it anywhere.
-    `keys` and `media` add their servlets once those APIs exist; until then
-    their paths answer 404 M_UNRECOGNIZED like any unknown path.
+    Servlets of the resources in `compressed` gzip their responses for clients
+    that accept it. /health is served on every listener, as load balancers
+    expect it anywhere. `keys` and `media` add their servlets once those APIs
+    exist; until then their paths answer 404 M_UNRECOGNIZED like any unknown path.
     """
     names = set(resource_names)
-    servlets: list[Servlet] = [HealthServlet()]
+    gzipped = set(compressed)
+    groups: list[tuple[bool, list[Servlet]]] = [(False, [HealthServlet()])]
     if names & {"client", "federation"}:
-        servlets.append(ServerWellKnownServlet(hs.discovery))
+        groups.append(
+            (bool(gzipped & {"client", "federation"}), [ServerWellKnownServlet(hs.discovery)])
+        )
     if "client" in names:
-        servlets += client_servlets(hs)
+        groups.append(("client" in gzipped, client_servlets(hs)))
     if "federation" in names:
-        servlets.append(FederationVersionServlet())
+        groups.append(("federation" in gzipped, [FederationVersionServlet()]))
     if "metrics" in names:
-        servlets.append(MetricsServlet())
+        groups.append(("metrics" in gzipped, [MetricsServlet()]))
     router = Router(hs.auth)
-    for servlet in servlets:
-        router.register(servlet)
+    for compress, servlets in groups:
+        for servlet in servlets:
+            router.register(servlet, compress=compress)
     return router

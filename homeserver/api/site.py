@@ -53,6 +53,8 @@ class SiteRequest(server.Request):
         # Who made the request (a user ID), for the access log; set by the Router.
         self.requester: str | None = None
         self.body_too_large = False
+        # Set by the Router from the listener config of the servlet that answers.
+        self.compress_response = False
         self._body_bytes = 0
         self._processed = False
         # In flight from the first line on, so a shutdown waits for a request

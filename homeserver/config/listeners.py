@@ -64,6 +64,8 @@ class ListenerConfig:
     x_forwarded: bool
     # The union of all resource names listed for this port.
     resources: frozenset[str]
+    # The resource names whose responses are gzipped for clients that accept it.
+    compressed_resources: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,12 @@ class ListenersConfig:
                 resources=frozenset(
                     name for resource in item["resources"] for name in resource["names"]
                 ),
+                compressed_resources=frozenset(
+                    name
+                    for resource in item["resources"]
+                    if resource["compress"]
+                    for name in resource["names"]
+                ),
             )
             for item in doc["listeners"]
         )
@@ -95,7 +103,9 @@ class ListenersConfig:
                 if not value
             ]
             if missing:
-                raise ConfigError([f"{name}: required when a listener has tls: true" for name in missing])
+                raise ConfigError(
+                    [f"{name}: required when a listener has tls: true" for name in missing]
+                )
         return cls(
             listeners=listeners,
             tls_certificate_path=resolve_path(cert) if cert else None,

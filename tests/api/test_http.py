@@ -70,7 +70,9 @@ def make_site(*servlets: Servlet, max_request_size: int = 1000) -> Site:
 
 
 def test_json_body_and_percent_decoded_path_argument() -> None:
-    response = request(make_site(), "PUT", "/_matrix/client/v3/echo/a%2Fb%20c", b'{"x": [1, "\\u00e9"]}')
+    response = request(
+        make_site(), "PUT", "/_matrix/client/v3/echo/a%2Fb%20c", b'{"x": [1, "\\u00e9"]}'
+    )
     assert response.status == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"thing": "a/b c", "body": {"x": [1, "é"]}, "token": None}
@@ -159,7 +161,11 @@ def test_options_answers_with_cors_on_every_path_without_running_the_endpoint(pa
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/_matrix/client/v3/fail/forbidden"), ("GET", "/unknown"), ("PUT", "/_matrix/client/v3/echo/x")],
+    [
+        ("GET", "/_matrix/client/v3/fail/forbidden"),
+        ("GET", "/unknown"),
+        ("PUT", "/_matrix/client/v3/echo/x"),
+    ],
 )
 def test_cors_headers_are_on_every_response(method: str, path: str) -> None:
     response = request(make_site(), method, path, b"{}")
@@ -193,7 +199,11 @@ def test_access_token_in_header_and_query_is_refused() -> None:
 def test_non_bearer_authorization_is_not_a_token() -> None:
     # X-Matrix is the federation scheme; it never counts as an access token.
     response = request(
-        make_site(), "PUT", "/_matrix/client/v3/echo/x", b"{}", {"Authorization": "X-Matrix origin=a"}
+        make_site(),
+        "PUT",
+        "/_matrix/client/v3/echo/x",
+        b"{}",
+        {"Authorization": "X-Matrix origin=a"},
     )
     assert response.json()["token"] is None
 
@@ -252,7 +262,9 @@ def test_request_with_body_still_arriving_counts_as_in_flight() -> None:
     # Shutdown waits for these too, so an upload in progress is not cut off.
     site = make_site()
     conn = Connection(site)
-    conn.send(b"PUT /_matrix/client/v3/echo/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\n{}")
+    conn.send(
+        b"PUT /_matrix/client/v3/echo/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\n{}"
+    )
     assert len(site.in_flight) == 1
     conn.send(b"  ")
     response = conn.response()
@@ -263,7 +275,9 @@ def test_request_with_body_still_arriving_counts_as_in_flight() -> None:
 def test_close_connections_closes_idle_keepalive_connections() -> None:
     site = make_site()
     conn = Connection(site)
-    conn.send(b"PUT /_matrix/client/v3/echo/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}")
+    conn.send(
+        b"PUT /_matrix/client/v3/echo/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}"
+    )
     assert conn.response() is not None
     assert len(site.connections) == 1
     closed = site.close_connections()
@@ -271,3 +285,52 @@ def test_close_connections_closes_idle_keepalive_connections() -> None:
     assert conn.transport.disconnecting
     conn.protocol.connectionLost(Failure(ConnectionDone()))
     assert closed.called and not site.connections
+
+
+def _compressing_site() -> Site:
+    router = Router()
+    router.register(EchoServlet(), compress=True)
+    return Site(router, max_request_size=100_000, name="test", reactor=Clock())
+
+
+def test_compressed_resource_gzips_for_clients_that_accept_it() -> None:
+    import gzip
+    import json
+
+    body = json.dumps({"pad": "x" * 5000}).encode()
+    response = request(
+        _compressing_site(),
+        "PUT",
+        "/_matrix/client/v3/echo/x",
+        body,
+        {"Accept-Encoding": "gzip, br"},
+    )
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert len(response.body) < 1000
+    assert json.loads(gzip.decompress(response.body))["body"] == {"pad": "x" * 5000}
+
+
+@pytest.mark.parametrize("accept", [None, "identity", "gzip;q=0"])
+def test_no_gzip_unless_the_client_accepts_it(accept: str | None) -> None:
+    headers = {"Accept-Encoding": accept} if accept else {}
+    body = b'{"pad": "' + b"x" * 5000 + b'"}'
+    response = request(_compressing_site(), "PUT", "/_matrix/client/v3/echo/x", body, headers)
+    assert "content-encoding" not in response.headers
+    assert response.json()["body"]["pad"] == "x" * 5000
+
+
+def test_small_bodies_and_uncompressed_resources_are_sent_as_they_are() -> None:
+    small = request(
+        _compressing_site(), "PUT", "/_matrix/client/v3/echo/x", b"{}", {"Accept-Encoding": "gzip"}
+    )
+    assert "content-encoding" not in small.headers
+    body = b'{"pad": "' + b"x" * 5000 + b'"}'
+    plain = request(
+        make_site(max_request_size=100_000),
+        "PUT",
+        "/_matrix/client/v3/echo/x",
+        body,
+        {"Accept-Encoding": "gzip"},
+    )
+    assert "content-encoding" not in plain.headers

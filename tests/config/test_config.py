@@ -202,3 +202,14 @@ def test_default_room_version_defaults_to_12_and_must_be_known() -> None:
     doc["default_room_version"] = "13"
     (line,) = errors_of(doc)
     assert line.startswith("default_room_version: '13' is not a room version this server knows")
+
+
+def test_compress_is_read_per_resource_group() -> None:
+    doc = minimal()
+    doc["listeners"][0]["resources"] = [
+        {"names": ["client"], "compress": True},
+        {"names": ["federation", "metrics"]},
+    ]
+    listener = HomeServerConfig.from_dict(doc, "/x.yaml").listeners.listeners[0]
+    assert listener.resources == frozenset({"client", "federation", "metrics"})
+    assert listener.compressed_resources == frozenset({"client"})
