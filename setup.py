@@ -31,6 +31,8 @@ setup(
         "prometheus-client>=0.17",
         "bcrypt>=4.0",
         "Pillow>=10.0",
+        # Phone numbers (m.id.phone, msisdn requestToken) normalised as Synapse does.
+        "phonenumbers>=8.13",
     ],
     extras_require={
         "test": [
@@ -38,12 +40,16 @@ setup(
             "hypothesis>=6.80",
             "ruff>=0.5",
             "mypy>=1.8",
+            # tests/interop: a real client library and Synapse's admin tool.
+            "matrix-nio>=0.25",
+            "synadm>=0.46",
         ],
     },
     entry_points={
         "console_scripts": [
             "homeserver = homeserver.app:main",
             "register_new_matrix_user = homeserver.scripts.register_new_matrix_user:main",
+            "rotate_signing_key = homeserver.scripts.rotate_signing_key:main",
         ],
     },
 )

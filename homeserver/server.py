@@ -26,18 +26,37 @@ from homeserver.config import HomeServerConfig
 from homeserver.config.listeners import ListenerConfig
 from homeserver.crypto.keys import read_signing_key_file, write_new_signing_key
 from homeserver.handlers.account import AccountHandler
+from homeserver.handlers.admin_registration import SharedSecretRegistrar
+from homeserver.handlers.admin_users import AdminUsersHandler
 from homeserver.handlers.auth import AuthHandler
 from homeserver.handlers.client_ips import ClientIpTracker
 from homeserver.handlers.devices import DeviceHandler
 from homeserver.handlers.discovery import DiscoveryHandler
 from homeserver.handlers.housekeeping import AccountsHousekeeping
-from homeserver.handlers.login import LoginHandler, PasswordStageChecker
+from homeserver.handlers.identity_server import IdentityServerClient
+from homeserver.handlers.login import LoginHandler, LoginRatelimiters, PasswordStageChecker
+from homeserver.handlers.mailer import Mailer
 from homeserver.handlers.passwords import PasswordHasher, PasswordPolicy
 from homeserver.handlers.profile import ProfileHandler
+from homeserver.handlers.ratelimit import Ratelimiter
+from homeserver.handlers.recaptcha import RecaptchaVerifier
 from homeserver.handlers.registration import RegistrationHandler
+from homeserver.handlers.registration_stages import (
+    RecaptchaStageChecker,
+    TermsStageChecker,
+    ThreepidStageChecker,
+    registration_flows,
+)
+from homeserver.handlers.registration_tokens import (
+    RegistrationTokenHandler,
+    RegistrationTokenStageChecker,
+)
+from homeserver.handlers.shared_secret_registration import SharedSecretRegistration
+from homeserver.handlers.threepids import ThreepidHandler
 from homeserver.handlers.ui_auth import DummyStageChecker, UserInteractiveAuth
 from homeserver.storage.database import Database
 from homeserver.storage.stores import Storage
+from homeserver.types.threepids import EMAIL, MSISDN
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +78,16 @@ class HomeServer:
     login: LoginHandler
     ui_auth: UserInteractiveAuth
     devices: DeviceHandler
+    mailer: Mailer
+    recaptcha: RecaptchaVerifier
+    threepids: ThreepidHandler
+    registration_tokens: RegistrationTokenHandler
     registration: RegistrationHandler
     profile: ProfileHandler
     account: AccountHandler
+    admin_users: AdminUsersHandler
+    shared_secret_registration: SharedSecretRegistrar
+    registration_token_validity_limiter: Ratelimiter
     housekeeping: AccountsHousekeeping
     services: list[Service]
 
@@ -78,56 +104,135 @@ class HomeServer:
             config.database.cp_max,
         )
         self.storage = Storage(self.database)
-        server_name = config.server.server_name
         self.discovery = DiscoveryHandler(config.server)
 
-        # Accounts: tokens, passwords, logins, UIA, devices, registration, profiles.
-        self.client_ips = ClientIpTracker(self.clock, self.storage.devices, self.storage.tokens)
-        self.auth = AuthHandler(self.clock, self.storage, self.client_ips, config.registration)
+        # Accounts: tokens, passwords, logins, UIA, devices, 3PIDs, registration, profiles.
+        self._build_accounts(config, reactor)
+
+        self.sites: list[Site] = []
+        self.listening_ports: list[IListeningPort] = []
+
+    def _build_accounts(self, config: HomeServerConfig, reactor: object) -> None:
+        server_name = config.server.server_name
+        clock = self.clock
+        storage = self.storage
+        limits = config.ratelimits
+        self.client_ips = ClientIpTracker(clock, storage.devices, storage.tokens)
+        self.auth = AuthHandler(clock, storage, self.client_ips, config.registration)
         self.hasher = PasswordHasher(reactor, config.auth.bcrypt_rounds, config.auth.pepper)
         self.password_policy = PasswordPolicy(config.auth.policy)
+        self.mailer = Mailer(reactor, clock, config.email, config.server)
+        self.recaptcha = RecaptchaVerifier(reactor, clock, config.captcha)
+        msisdn_delegate = config.registration.msisdn_delegate
+        identity_server = None
+        if msisdn_delegate is not None:
+            assert config.server.public_baseurl is not None  # checked with the config
+            identity_server = IdentityServerClient(
+                reactor, clock, msisdn_delegate, config.server.public_baseurl
+            )
+        self.threepids = ThreepidHandler(
+            clock,
+            storage,
+            self.mailer,
+            config.email,
+            config.registration,
+            Ratelimiter(clock, limits.rc_3pid_validation, name="rc_3pid_validation.ip"),
+            Ratelimiter(clock, limits.rc_3pid_validation, name="rc_3pid_validation.address"),
+            identity_server,
+        )
         self.login = LoginHandler(
             server_name,
-            self.clock,
-            self.storage,
+            clock,
+            storage,
             self.auth,
             self.hasher,
             config.auth,
             config.registration,
+            LoginRatelimiters(
+                address=Ratelimiter(clock, limits.rc_login_address, name="rc_login.address"),
+                account=Ratelimiter(clock, limits.rc_login_account, name="rc_login.account"),
+                failed_attempts=Ratelimiter(
+                    clock, limits.rc_login_failed_attempts, name="rc_login.failed_attempts"
+                ),
+            ),
         )
+        self.login.add_identifier_resolver("m.id.thirdparty", self.threepids.resolve_thirdparty)
+        self.login.add_identifier_resolver("m.id.phone", self.threepids.resolve_phone)
         self.ui_auth = UserInteractiveAuth(
-            self.clock,
-            self.storage.ui_auth,
-            self.storage.users,
+            clock,
+            storage.ui_auth,
+            storage.users,
             [DummyStageChecker(), PasswordStageChecker(self.login)],
             password_reauth_enabled=config.auth.password_reauth_enabled,
         )
-        self.devices = DeviceHandler(self.storage, self.client_ips, self.auth)
-        # The stages every registration completes before m.login.dummy; the
-        # captcha, registration tokens and terms add theirs (with their
-        # checkers, registered on self.ui_auth) here.
-        registration_stages: list[str] = []
+        self.devices = DeviceHandler(storage, self.client_ips, self.auth)
+
+        # Registration: its flows, and a checker for each stage they use.
+        self.registration_tokens = RegistrationTokenHandler(clock, storage.registration_tokens)
+        self.ui_auth.add_checker(
+            RegistrationTokenStageChecker(clock, storage.registration_tokens, self.ui_auth)
+        )
+        if config.consent.require_at_registration:
+            self.ui_auth.add_checker(TermsStageChecker(config.consent))
+        if self.recaptcha.is_enabled():
+            self.ui_auth.add_checker(RecaptchaStageChecker(self.recaptcha))
+        if self.mailer.enabled:
+            self.ui_auth.add_checker(ThreepidStageChecker(self.threepids, EMAIL))
+        msisdn_registration = (
+            identity_server is not None and not config.registration.disable_msisdn_registration
+        )
+        if identity_server is not None:
+            self.ui_auth.add_checker(ThreepidStageChecker(self.threepids, MSISDN))
+        flows = registration_flows(
+            require_3pid=config.registration.registrations_require_3pid,
+            email=self.mailer.enabled,
+            msisdn=msisdn_registration,
+            terms=config.consent.require_at_registration,
+            recaptcha=self.recaptcha.is_enabled(),
+            token=config.registration.registration_requires_token,
+        )
         self.registration = RegistrationHandler(
             server_name,
-            self.clock,
+            clock,
             config.registration,
-            self.storage,
+            storage,
             self.ui_auth,
             self.login,
             self.auth,
             self.hasher,
             self.password_policy,
-            registration_stages,
+            Ratelimiter(clock, limits.rc_registration, name="rc_registration"),
+            self.threepids,
+            self.registration_tokens,
+            flows,
         )
-        self.profile = ProfileHandler(server_name, self.storage)
+        self.registration_token_validity_limiter = Ratelimiter(
+            clock, limits.rc_registration_token_validity, name="rc_registration_token_validity"
+        )
+        self.profile = ProfileHandler(server_name, storage)
         self.account = AccountHandler(
-            self.storage, self.ui_auth, self.hasher, self.password_policy, config.auth
+            storage, self.ui_auth, self.hasher, self.password_policy, config.auth, self.threepids
         )
-        self.housekeeping = AccountsHousekeeping(self.clock, self.ui_auth, self.storage.tokens)
+        self.admin_users = AdminUsersHandler(
+            server_name,
+            clock,
+            storage,
+            self.registration,
+            self.account,
+            self.devices,
+            self.threepids,
+            self.hasher,
+        )
+        self.shared_secret_registration = SharedSecretRegistrar(
+            SharedSecretRegistration(clock, config.registration_secret.registration_shared_secret),
+            self.registration,
+            self.login,
+            self.hasher,
+        )
+        self.housekeeping = AccountsHousekeeping(
+            clock, self.ui_auth, storage.tokens, self.threepids
+        )
         self.services = [self.client_ips, self.housekeeping]
-
-        self.sites: list[Site] = []
-        self.listening_ports: list[IListeningPort] = []
 
     @staticmethod
     def _load_signing_keys(path: str) -> list[object]:

@@ -13,7 +13,8 @@ The fixtures in tests/conftest.py build on this module:
 A server gets the test's database, a signing key under tmp_path (the same one
 after a restart), one HTTP listener on 127.0.0.1 with an ephemeral port
 serving `client` and `federation`, open registration (m.login.dummy) and
-4-round bcrypt; keyword arguments override any top-level config option.
+4-round bcrypt and rate limits too high to matter; keyword arguments
+override any top-level config option.
 Its clock is a `TestClock`: `hs.clock.advance(seconds)` moves the server's
 idea of "now" (token expiry, UIA session expiry) without waiting.
 
@@ -43,6 +44,7 @@ JsonDict = dict[str, Any]
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 SERVER_NAME = "test"
+NO_LIMIT = {"per_second": 1000, "burst_count": 1000}
 USER_AGENT = "TestClient/1.0"
 
 
@@ -118,6 +120,7 @@ class TestClient:
             self.url(path, query),
             data=data,
             headers=Headers({k: [v] for k, v in all_headers.items()}),
+            allow_redirects=False,
         )
         content = await response.content()
         raw_headers = {
@@ -202,6 +205,12 @@ def test_config_document(
         "enable_registration": True,
         "enable_registration_without_verification": True,
         "bcrypt_rounds": 4,
+        # Every test client is 127.0.0.1: limits high enough not to get in the way
+        # (the rate limit tests set their own).
+        "rc_registration": NO_LIMIT,
+        "rc_login": {"address": NO_LIMIT, "account": NO_LIMIT, "failed_attempts": NO_LIMIT},
+        "rc_3pid_validation": NO_LIMIT,
+        "rc_registration_token_validity": NO_LIMIT,
     }
     document.update(overrides)
     return document
@@ -241,3 +250,10 @@ class HomeServerFactory:
     def client(self, hs: HomeServer) -> TestClient:
         port = hs.listening_ports[0].getHost().port
         return TestClient(self._reactor, f"http://127.0.0.1:{port}")
+
+
+async def make_admin(hs: HomeServer, client: TestClient, localpart: str = "root") -> str:
+    """Create a server admin directly (whatever the registration flows) and log it in; its token."""
+    password_hash = await hs.hasher.hash(DEFAULT_PASSWORD)
+    await hs.registration.register_user(localpart, password_hash=password_hash, admin=True)
+    return str((await client.login(localpart))["access_token"])

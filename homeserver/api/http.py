@@ -4,7 +4,8 @@ A `Servlet` declares the paths it serves (`PATTERNS`, regular expressions over
 the raw path with named groups) and implements `on_<METHOD>` coroutines that
 return `(status, json_body)` or a `RawResponse`. A `Router` is the twisted.web
 resource that matches paths, runs the servlet, and turns every outcome into a
-response: `MatrixError` becomes `{"errcode", "error"}` with its status, an
+response: `MatrixError` becomes `{"errcode", "error"}` with its status (and,
+for 429 M_LIMIT_EXCEEDED, a `Retry-After` header), an
 unknown path 404 `M_UNRECOGNIZED`, a known path with another method 405
 `M_UNRECOGNIZED`, and anything unexpected a logged 500 `M_UNKNOWN`. CORS
 headers go on every response and `OPTIONS` is answered on every path without
@@ -43,6 +44,7 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from homeserver.api.site import Site, SiteRequest, redact_uri
+from homeserver.handlers.ratelimit import retry_after_header
 from homeserver.logs import current_request_id
 from homeserver.types.errors import Codes, MatrixError
 
@@ -80,11 +82,13 @@ CORS_HEADERS = {
 
 @dataclass(frozen=True, slots=True)
 class RawResponse:
-    """A response that is not JSON (metrics text, media, HTML pages)."""
+    """A response that is not JSON (metrics text, media, HTML pages, redirects)."""
 
     status: int
     body: bytes
     content_type: bytes
+    # Further headers, such as Location for a redirect.
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 ServletResult = tuple[int, Any] | RawResponse
@@ -153,18 +157,58 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_json_value(request: SiteRequest) -> Any:
-    """The request body as JSON; M_NOT_JSON when it is not JSON (NaN and Infinity included)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NUL = "\x00"
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a string anywhere in a parsed JSON value holds a lone surrogate (`"\\ud800"`)."""
+    return _find_in_strings(value, lambda text: _SURROGATE.search(text) is not None)
+
+
+def _has_nul(value: Any) -> bool:
+    return _find_in_strings(value, lambda text: _NUL in text)
+
+
+def _find_in_strings(value: Any, test: Callable[[str], bool]) -> bool:
+    """Whether `test` holds for any string (key or value) in a parsed JSON value."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if test(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def parse_json_value(request: SiteRequest, *, allow_nul: bool = False) -> Any:
+    """The request body as JSON; M_NOT_JSON when it is not JSON.
+
+    NaN and Infinity are refused, and so are escaped lone surrogates: they are
+    no Unicode text, so nothing could store or send them on. Unless
+    `allow_nul`, a U+0000 in any string is 400 M_BAD_JSON: PostgreSQL cannot
+    store it in a text column, and no name, ID or secret needs one.
+    """
     body = request.content.read() if request.content is not None else b""
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as e:
+        value = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise MatrixError(Codes.NOT_JSON, "Content not JSON.") from e
+    if _has_lone_surrogate(value):
+        raise MatrixError(Codes.NOT_JSON, "Content not JSON: it contains a lone surrogate.")
+    if not allow_nul and _has_nul(value):
+        raise MatrixError(Codes.BAD_JSON, "Strings may not contain NUL characters.")
+    return value
 
 
-def parse_json_object(request: SiteRequest) -> JsonDict:
+def parse_json_object(request: SiteRequest, *, allow_nul: bool = False) -> JsonDict:
     """The request body as a JSON object; M_NOT_JSON or M_BAD_JSON otherwise."""
-    value = parse_json_value(request)
+    value = parse_json_value(request, allow_nul=allow_nul)
     if not isinstance(value, dict):
         raise MatrixError(Codes.BAD_JSON, "Content must be a JSON object.")
     return value
@@ -259,6 +303,9 @@ class Router(resource.Resource):
         try:
             result = await self._dispatch(request)
         except MatrixError as e:
+            retry_after = retry_after_header(e)
+            if retry_after is not None:
+                request.setHeader(b"Retry-After", retry_after.encode("ascii"))
             result = (e.status, e.to_dict())
         except Exception:
             logger.exception("Request failed: %s %s", request.method, redact_uri(request.uri))
@@ -288,6 +335,8 @@ class Router(resource.Resource):
             kwargs: dict[str, Any] = {
                 k: unquote(v) for k, v in match.groupdict().items() if v is not None
             }
+            if any(_NUL in v for v in kwargs.values()):
+                raise MatrixError(Codes.INVALID_PARAM, "Path parameters may not contain NUL characters.")
             if auth is not Auth.NONE:
                 kwargs["requester"] = await self._authenticate(request, auth)
             return await handler(request, **kwargs)
@@ -316,6 +365,8 @@ class Router(resource.Resource):
             return
         if isinstance(result, RawResponse):
             status, body, content_type = result.status, result.body, result.content_type
+            for name, value in result.headers:
+                request.setHeader(name, value)
         else:
             status, value = result
             body = encode_json(value)

@@ -59,6 +59,31 @@ def query_str(request: Request, name: str, *, required: bool = False) -> str | N
             raise MatrixError(Codes.MISSING_PARAM, f"Missing query parameter: {name}")
         return None
     try:
-        return str(values[0].decode("utf-8"))
+        value = str(values[0].decode("utf-8"))
     except UnicodeDecodeError as e:
         raise MatrixError(Codes.INVALID_PARAM, f"Query parameter {name} is not UTF-8") from e
+    if "\x00" in value:
+        raise MatrixError(Codes.INVALID_PARAM, f"Query parameter {name} may not contain NUL")
+    return value
+
+
+def query_int(request: Request, name: str, default: int) -> int:
+    """An integer query parameter (decimal digits, optionally signed), or `default` when absent."""
+    value = query_str(request, name)
+    if value is None:
+        return default
+    text = value.strip()
+    digits = text[1:] if text[:1] in ("-", "+") else text
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+        raise MatrixError(Codes.INVALID_PARAM, f"Query parameter {name} must be an integer")
+    return int(text)
+
+
+def query_bool(request: Request, name: str, default: bool | None) -> bool | None:
+    """A query parameter that is `true` or `false`, or `default` when absent."""
+    value = query_str(request, name)
+    if value is None:
+        return default
+    if value not in ("true", "false"):
+        raise MatrixError(Codes.INVALID_PARAM, f"Query parameter {name} must be 'true' or 'false'")
+    return value == "true"

@@ -5,12 +5,38 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from homeserver.api.admin.registration_tokens import (
+    NewRegistrationTokenServlet,
+    RegistrationTokenServlet,
+    RegistrationTokensServlet,
+)
+from homeserver.api.admin.server import ServerVersionServlet, SharedSecretRegisterServlet
+from homeserver.api.admin.users import (
+    DeactivateServlet as AdminDeactivateServlet,
+)
+from homeserver.api.admin.users import (
+    ResetPasswordServlet,
+    UserDevicesServlet,
+    UserServlet,
+    UsersServlet,
+)
 from homeserver.api.client.account import DeactivateServlet, PasswordServlet, WhoamiServlet
 from homeserver.api.client.devices import DeleteDevicesServlet, DeviceServlet, DevicesServlet
 from homeserver.api.client.login import LoginServlet, LoginTokenServlet, RefreshServlet
 from homeserver.api.client.logout import LogoutAllServlet, LogoutServlet
 from homeserver.api.client.profile import ProfileFieldServlet, ProfileServlet
-from homeserver.api.client.register import RegisterAvailableServlet, RegisterServlet
+from homeserver.api.client.register import (
+    RegisterAvailableServlet,
+    RegisterServlet,
+    RegistrationTokenValidityServlet,
+)
+from homeserver.api.client.submit_token import (
+    AddThreepidSubmitTokenServlet,
+    MsisdnSubmitTokenServlet,
+    PasswordResetSubmitTokenServlet,
+    RegistrationSubmitTokenServlet,
+)
+from homeserver.api.client.threepids import threepid_servlets
 from homeserver.api.client.versions import VersionsServlet
 from homeserver.api.discovery import ClientWellKnownServlet, ServerWellKnownServlet
 from homeserver.api.health import HealthServlet, MetricsServlet
@@ -49,7 +75,37 @@ def client_servlets(hs: HomeServer) -> list[Servlet]:
                 hs.login, hs.ui_auth, registration.login_via_existing_session_requires_ui_auth
             )
         )
-    return servlets
+    servlets += threepid_servlets(hs.threepids, hs.ui_auth)
+    servlets += [
+        RegistrationTokenValidityServlet(
+            hs.registration_tokens,
+            hs.registration_token_validity_limiter,
+            registration.enable_registration,
+        ),
+        RegistrationSubmitTokenServlet(hs.threepids),
+        AddThreepidSubmitTokenServlet(hs.threepids),
+        PasswordResetSubmitTokenServlet(hs.threepids),
+    ]
+    if hs.threepids.identity_server is not None:
+        servlets.append(MsisdnSubmitTokenServlet(hs.threepids))
+    return servlets + admin_servlets(hs)
+
+
+def admin_servlets(hs: HomeServer) -> list[Servlet]:
+    """The /_synapse/admin servlets (served with `client`, as Synapse does)."""
+    admin = hs.admin_users
+    return [
+        SharedSecretRegisterServlet(hs.shared_secret_registration, hs.config.server.server_name),
+        ServerVersionServlet(admin),
+        UsersServlet(admin),
+        UserServlet(admin),
+        UserDevicesServlet(admin),
+        AdminDeactivateServlet(admin),
+        ResetPasswordServlet(admin),
+        RegistrationTokensServlet(admin, hs.registration_tokens),
+        NewRegistrationTokenServlet(admin, hs.registration_tokens),
+        RegistrationTokenServlet(admin, hs.registration_tokens),
+    ]
 
 
 def build_router(

@@ -186,7 +186,10 @@ class Site(server.Site):
         self._closed_waiters.append(d)
         for protocol in list(self.connections):
             if protocol.transport is not None:
-                protocol.transport.loseConnection()
+                # The channel's own loseConnection unregisters it as the
+                # transport's producer first; without that a TLS transport
+                # never starts closing an idle keep-alive connection.
+                protocol.loseConnection()
         return d
 
     def log(self, request: server.Request) -> None:

@@ -111,7 +111,8 @@ class IpRangeSet:
 
     def __init__(self, ranges: Iterable[str | IPNetwork] = ()) -> None:
         self.ranges: tuple[IPNetwork, ...] = tuple(
-            r if isinstance(r, ipaddress.IPv4Network | ipaddress.IPv6Network)
+            r
+            if isinstance(r, ipaddress.IPv4Network | ipaddress.IPv6Network)
             else ipaddress.ip_network(r, strict=False)
             for r in ranges
         )

@@ -17,6 +17,7 @@ import yaml
 from homeserver.config import (
     auth,
     captcha,
+    consent,
     database,
     email,
     federation,
@@ -39,6 +40,7 @@ _SECTIONS = (
     ratelimits,
     email,
     captcha,
+    consent,
     registration_secret,
     registration,
     auth,
@@ -65,6 +67,7 @@ class HomeServerConfig:
     ratelimits: ratelimits.RateLimitsConfig
     email: email.EmailConfig
     captcha: captcha.CaptchaConfig
+    consent: consent.ConsentConfig
     registration_secret: registration_secret.RegistrationSecretConfig
     registration: registration.RegistrationConfig
     auth: auth.AuthConfig
@@ -90,6 +93,7 @@ class HomeServerConfig:
             ratelimits=ratelimits.RateLimitsConfig.from_dict(doc, resolve_path),
             email=email.EmailConfig.from_dict(doc, resolve_path),
             captcha=captcha.CaptchaConfig.from_dict(doc, resolve_path),
+            consent=consent.ConsentConfig.from_dict(doc, resolve_path),
             registration_secret=registration_secret.RegistrationSecretConfig.from_dict(
                 doc, resolve_path
             ),

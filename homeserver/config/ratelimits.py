@@ -10,7 +10,8 @@ operator's existing blocks carry over:
     rc_login.address             0.003 / 5   login requests, per client IP
     rc_login.account             0.003 / 5   login requests, per account
     rc_login.failed_attempts     0.17 / 3    failed logins, per account
-    rc_3pid_validation           0.003 / 5   validation emails requested, per address
+    rc_3pid_validation           0.003 / 5   validation requests, per client IP and per address
+    rc_registration_token_validity  0.1 / 5  registration token validity checks, per client IP
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "rc_3pid_validation": _limit_schema(0.003, 5),
+    "rc_registration_token_validity": _limit_schema(0.1, 5),
 }
 REQUIRED: list[str] = []
 
@@ -69,6 +71,7 @@ class RateLimitsConfig:
     rc_login_account: RateLimit
     rc_login_failed_attempts: RateLimit
     rc_3pid_validation: RateLimit
+    rc_registration_token_validity: RateLimit
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], resolve_path: Any) -> RateLimitsConfig:
@@ -80,4 +83,5 @@ class RateLimitsConfig:
             rc_login_account=_limit(login["account"]),
             rc_login_failed_attempts=_limit(login["failed_attempts"]),
             rc_3pid_validation=_limit(doc["rc_3pid_validation"]),
+            rc_registration_token_validity=_limit(doc["rc_registration_token_validity"]),
         )

@@ -1,4 +1,5 @@
-"""AccountsHousekeeping: a Service that deletes expired UIA sessions and login tokens.
+"""AccountsHousekeeping: a Service that deletes expired UIA sessions, login tokens and
+3PID validation sessions.
 
 Expired rows are already refused when used; this only keeps the tables from
 growing. Runs every `interval` seconds (hourly by default) and is safe to
@@ -13,6 +14,7 @@ from twisted.application.service import Service
 from twisted.internet import defer, task
 
 from homeserver.clock import Clock
+from homeserver.handlers.threepids import ThreepidHandler
 from homeserver.handlers.ui_auth import UserInteractiveAuth
 from homeserver.storage.stores.tokens import TokenStore
 
@@ -27,9 +29,11 @@ class AccountsHousekeeping(Service):
         clock: Clock,
         uia: UserInteractiveAuth,
         tokens: TokenStore,
+        threepids: ThreepidHandler | None = None,
         interval: float = 3600.0,
     ) -> None:
         self._clock = clock
+        self._threepids = threepids
         self._uia = uia
         self._tokens = tokens
         self._interval = interval
@@ -40,6 +44,8 @@ class AccountsHousekeeping(Service):
         try:
             expired = await self._uia.expire_sessions()
             await self._tokens.delete_expired_login_tokens(self._clock.time_msec())
+            if self._threepids is not None:
+                await self._threepids.expire_sessions()
         except Exception:
             logger.warning("Accounts housekeeping failed", exc_info=True)
             return

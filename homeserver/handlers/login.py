@@ -3,11 +3,18 @@
 Spec: client-server API "Login" (POST /login, m.login.password with the
 m.id.user identifier or the deprecated top-level `user`, m.login.token) and
 "POST /login/get_token". Identifier types plug in as resolvers
-(`add_identifier_resolver`): m.id.user is built in; m.id.thirdparty (and
-m.id.phone, which Synapse turns into a thirdparty msisdn identifier) come with
-the 3PID work. Errors are Synapse's: 403 M_FORBIDDEN "Invalid username or
-password" whatever was wrong with the credentials, 403 M_USER_DEACTIVATED for
-a deactivated account, 400 for a malformed submission.
+(`add_identifier_resolver`): m.id.user is built in; m.id.thirdparty and
+m.id.phone (normalised to an msisdn) come from homeserver.handlers.threepids.
+Errors are Synapse's: 403 M_FORBIDDEN "Invalid username or password"
+whatever was wrong with the credentials, 403 M_USER_DEACTIVATED for a
+deactivated account, 400 for a malformed submission.
+
+Rate limits (spec "Rate limiting", Synapse's `rc_login`): every POST /login
+counts against its client address; a successful login counts against the
+account; a wrong password counts against the account (or the identifier, when
+it names no account), and once that bucket is full further attempts are
+refused with 429 before the password is even checked, for logins and for
+password confirmation in user-interactive auth alike.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from homeserver.handlers.devices import (
     generate_device_id,
 )
 from homeserver.handlers.passwords import PasswordHasher
+from homeserver.handlers.ratelimit import Ratelimiter
 from homeserver.handlers.ui_auth import PASSWORD, StageContext, StageFailed
 from homeserver.storage.stores import Storage
 from homeserver.storage.stores.users import UserInfo
@@ -36,6 +44,15 @@ JsonDict = dict[str, Any]
 TOKEN = "m.login.token"
 # Resolves an identifier dict to the user ID it names (any case), or None.
 IdentifierResolver = Callable[[JsonDict], Awaitable[str | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRatelimiters:
+    """rc_login: per client address, per account, and failed attempts per account."""
+
+    address: Ratelimiter
+    account: Ratelimiter
+    failed_attempts: Ratelimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +86,12 @@ def identifier_of(submission: JsonDict) -> JsonDict:
     raise MatrixError(Codes.MISSING_PARAM, "Missing parameter: identifier")
 
 
+def _identifier_key(identifier: JsonDict) -> tuple[str, ...]:
+    """What failed logins naming no account are counted against."""
+    parts = [identifier.get(key) for key in ("type", "user", "medium", "address", "country", "phone")]
+    return tuple(str(part).lower() for part in parts if part is not None)
+
+
 class LoginHandler:
     def __init__(
         self,
@@ -79,8 +102,10 @@ class LoginHandler:
         hasher: PasswordHasher,
         auth_config: AuthConfig,
         registration_config: RegistrationConfig,
+        limiters: LoginRatelimiters,
     ) -> None:
         self._server_name = server_name
+        self._limiters = limiters
         self._clock = clock
         self._storage = storage
         self._auth = auth
@@ -135,14 +160,21 @@ class LoginHandler:
         password = submission.get("password")
         if not isinstance(password, str):
             raise MatrixError(Codes.INVALID_PARAM, "Bad parameter: password")
-        user = await self.find_user(identifier_of(submission))
+        identifier = identifier_of(submission)
+        user = await self.find_user(identifier)
+        failures = self._limiters.failed_attempts
+        key = user.user_id.lower() if user is not None else _identifier_key(identifier)
+        failures.check(key, consume=False)
         if user is None:
+            failures.record(key)
             raise _invalid_credentials()
         if user.password_hash is None:
             if user.deactivated:
                 raise MatrixError(Codes.USER_DEACTIVATED, "This account has been deactivated")
+            failures.record(key)
             raise _invalid_credentials()
         if not await self._hasher.verify(password, user.password_hash):
+            failures.record(key)
             raise _invalid_credentials()
         if user.deactivated:
             raise MatrixError(Codes.USER_DEACTIVATED, "This account has been deactivated")
@@ -170,8 +202,9 @@ class LoginHandler:
         await self._storage.tokens.add_login_token(hash_token(token), user_id, now, now + lifetime)
         return token, lifetime
 
-    async def login(self, submission: JsonDict) -> LoginResult:
+    async def login(self, submission: JsonDict, client_ip: str) -> LoginResult:
         """POST /login: check the credentials, then open a session on a (new) device."""
+        self._limiters.address.check(client_ip)
         login_type = submission.get("type")
         if login_type == PASSWORD and self.password_login_enabled:
             user_id = await self.check_password(submission)
@@ -179,6 +212,7 @@ class LoginHandler:
             user_id = await self.check_login_token(submission.get("token"))
         else:
             raise MatrixError(Codes.UNKNOWN, "Bad login type.", status=400)
+        self._limiters.account.check(user_id.lower())
         refresh = submission.get("refresh_token", False)
         if not isinstance(refresh, bool):
             raise MatrixError(Codes.INVALID_PARAM, "'refresh_token' must be a boolean")

@@ -68,6 +68,11 @@ def _check_value(key: str, value: Any) -> Any:
     return value
 
 
+def check_field_value(key: str, value: Any) -> Any:
+    """The value to store for a profile field (None clears displayname/avatar_url); 400 if bad."""
+    return _check_value(key, value)
+
+
 def _json_size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 

@@ -8,14 +8,21 @@ follows Synapse where the spec leaves a choice:
   localparts are generated, for guests and for registrations without a
   username); 400 M_INVALID_USERNAME otherwise, 400 M_USER_IN_USE if taken.
   They are checked before the user-interactive auth starts.
-- Registration runs UIA with flows built from the configured stages (each
-  flow ends with m.login.dummy; captcha, registration tokens and terms put
-  their stages in front). The password is never kept with the UIA session:
-  its bcrypt hash is, so the client may leave it out of later calls.
+- Registration runs UIA with the configured flows
+  (homeserver.handlers.registration_stages.registration_flows). The password
+  is never kept with the UIA session: its bcrypt hash is, so the client may
+  leave it out of later calls.
 - A UIA session registers one account: retrying a completed registration
   logs the same account in again instead of failing.
+- An email address or phone number validated in the UIA session is bound to
+  the new account (400 M_THREEPID_IN_USE, before the account is created, if
+  another account has it); a registration token's pending use becomes a
+  completed one.
 - Guests (kind=guest, if allow_guest_access) skip UIA; a guest upgrades by
   registering with `guest_access_token` and its own localpart as username.
+- Requests are limited per client address (`rc_registration`, 429
+  M_LIMIT_EXCEEDED): every request is checked, and each account created
+  counts.
 """
 
 from __future__ import annotations
@@ -30,6 +37,11 @@ from homeserver.handlers.auth import AuthHandler
 from homeserver.handlers.devices import check_device_display_name, check_device_id
 from homeserver.handlers.login import LoginHandler, LoginResult
 from homeserver.handlers.passwords import PasswordHasher, PasswordPolicy, check_password_field
+from homeserver.handlers.ratelimit import Ratelimiter
+from homeserver.handlers.registration_stages import EMAIL_IDENTITY, MSISDN_STAGE, REGISTRATION_TOKEN
+from homeserver.handlers.registration_tokens import SESSION_KEY as TOKEN_SESSION_KEY
+from homeserver.handlers.registration_tokens import RegistrationTokenHandler
+from homeserver.handlers.threepids import ThreepidHandler, ValidatedThreepid
 from homeserver.handlers.ui_auth import (
     DUMMY,
     ClientInfo,
@@ -117,9 +129,12 @@ class RegistrationHandler:
         auth: AuthHandler,
         hasher: PasswordHasher,
         policy: PasswordPolicy,
-        stages: Sequence[str] = (),
+        limiter: Ratelimiter,
+        threepids: ThreepidHandler,
+        tokens: RegistrationTokenHandler,
+        flows: Sequence[Sequence[str]] = ((DUMMY,),),
     ) -> None:
-        """`stages`: the UIA stages every registration completes before m.login.dummy."""
+        """`flows`: the UIA flows of registration (each stage needs a checker on `uia`)."""
         self._server_name = server_name
         self._clock = clock
         self._config = config
@@ -129,7 +144,10 @@ class RegistrationHandler:
         self._auth = auth
         self._hasher = hasher
         self._policy = policy
-        self.flows: list[list[str]] = [[*stages, DUMMY]]
+        self._limiter = limiter
+        self._threepids = threepids
+        self._tokens = tokens
+        self.flows: list[list[str]] = [list(flow) for flow in flows]
         uia.require_stages(self.flows)
 
     async def check_username(self, localpart: str, *, guest_user_id: str | None = None) -> str:
@@ -210,8 +228,9 @@ class RegistrationHandler:
 
     async def register(self, kind: str, body: JsonDict, client: ClientInfo) -> RegisterResult:
         """POST /register with `kind` ("user" or "guest") and the request body."""
+        self._limiter.check(client.ip, consume=False)
         if kind == "guest":
-            return await self._register_guest(body)
+            return await self._register_guest(body, client.ip)
         if kind != "user":
             raise MatrixError(Codes.INVALID_PARAM, f"Invalid kind: {kind}")
         if not self._config.enable_registration:
@@ -248,11 +267,14 @@ class RegistrationHandler:
             if password_hash is None:
                 raise MatrixError(Codes.MISSING_PARAM, "Missing params: password")
             localpart = params.username.lower() if params.username is not None else None
+            threepids = await self._validated_threepids(result.completed)
             if guest_user_id is not None:
                 user_id = await self._upgrade_guest(guest_user_id, localpart, password_hash)
             else:
                 user_id = await self.register_user(localpart, password_hash=password_hash)
+                self._limiter.record(client.ip)
             await self._uia.set_session_data(session_id, _REGISTERED_USER_ID, user_id)
+            await self._after_registration(user_id, session_id, result.completed, threepids)
         if params.inhibit_login:
             return RegisterResult(user_id, None)
         login = await self._login.open_session(
@@ -262,6 +284,35 @@ class RegistrationHandler:
             refreshable=params.refresh_token,
         )
         return RegisterResult(user_id, login)
+
+    async def _validated_threepids(self, completed: dict[str, Any]) -> list[ValidatedThreepid]:
+        """The identifiers the session validated; 400 M_THREEPID_IN_USE if one is taken."""
+        found = []
+        for stage in (EMAIL_IDENTITY, MSISDN_STAGE):
+            result = completed.get(stage)
+            if not isinstance(result, dict):
+                continue
+            threepid = ValidatedThreepid(result["medium"], result["address"], result["validated_at"])
+            if await self._threepids.user_for(threepid.medium, threepid.address) is not None:
+                raise MatrixError(Codes.THREEPID_IN_USE, f"{threepid.medium} is already in use")
+            found.append(threepid)
+        return found
+
+    async def _after_registration(
+        self,
+        user_id: str,
+        session_id: str,
+        completed: dict[str, Any],
+        threepids: list[ValidatedThreepid],
+    ) -> None:
+        for threepid in threepids:
+            await self._threepids.bind(user_id, threepid)
+        if REGISTRATION_TOKEN in completed:
+            token = await self._uia.get_session_data(session_id, TOKEN_SESSION_KEY)
+            if isinstance(token, str):
+                await self._tokens.complete(token)
+                # The use is completed: expiring the session must not give it back.
+                await self._uia.mark_stage_complete(session_id, REGISTRATION_TOKEN, True)
 
     async def _remember(self, session_id: str, password: str | None, guest_user_id: str | None) -> None:
         """Keep what later calls of an unfinished registration may leave out."""
@@ -294,11 +345,12 @@ class RegistrationHandler:
         await self._storage.profiles.set_field(guest_user_id, "displayname", localpart)
         return guest_user_id
 
-    async def _register_guest(self, body: JsonDict) -> RegisterResult:
+    async def _register_guest(self, body: JsonDict, client_ip: str) -> RegisterResult:
         if not self._config.allow_guest_access:
             raise MatrixError(Codes.FORBIDDEN, "Guest access is disabled")
         params = RegisterParams.from_dict(body)
         user_id = await self.register_user(None, is_guest=True)
+        self._limiter.record(client_ip)
         login = await self._login.open_session(
             user_id,
             params.device_id,

@@ -172,6 +172,10 @@ class UserInteractiveAuth:
         if not await self._store.set_session_data(session_id, key, value):
             raise self._unknown_session(session_id)
 
+    async def mark_stage_complete(self, session_id: str, stage_type: str, result: Any) -> None:
+        """Record (or replace) what a stage of the session established."""
+        await self._store.mark_stage_complete(session_id, stage_type, result)
+
     @staticmethod
     def _unknown_session(session_id: str) -> MatrixError:
         return MatrixError(Codes.UNKNOWN, f"Unknown session ID: {session_id}", status=400)

@@ -39,6 +39,36 @@ SHIPPED_DELTAS = {
     "delta/3/05_profiles.sql": (
         "88258e7e188f0690460cc2d72e233e66dd363a430464078991c9eb81bc413874"
     ),
+    # Third-party identifiers and registration tokens (issue 4).
+    "delta/4/01_threepids.sql": (
+        "d2b7fff50206dead4e0d0620132e07b6fa7836be79f8eab69bcfd5d0b5fb1311"
+    ),
+    "delta/4/02_registration_tokens.sql": (
+        "e1609ac8f5e0df8e7f954ab699bc7cfb1e1ca4e6ce15ff0c061f14f321cac54f"
+    ),
+    # Events and state storage (issue 5).
+    "delta/5/01_events.sql": (
+        "c57633e14a5c60fed9acd95ce3bd04312417baef44fdb0215bbc170207938126"
+    ),
+    "delta/5/01_events_stream.postgres.sql": (
+        "325ed4a5e59613a963accf821b440fcb123930277c8ae8252c81f963a8c72a23"
+    ),
+    "delta/5/02_state_groups.postgres.sql": (
+        "463afd125080dc07598187866843714bad36a364f28ca78874b4213368d20cb9"
+    ),
+    "delta/5/02_state_groups.sqlite.sql": (
+        "d0dfafce1cc52c44f6545ab1a8ec64e7b0fa0c103330d961b0d2f0b116d051d5"
+    ),
+    "delta/5/03_state.sql": (
+        "4121a26ed8ded5a0c1a00c501674e5de52faad54bee9874dbca186f718920522"
+    ),
+    "delta/5/04_memberships.sql": (
+        "31b0cb151ea91036d20c13cdb7d15579a53e0d0499a59fde236f830a66caa777"
+    ),
+    # Server keys (issue 6).
+    "delta/6/01_server_keys.sql": (
+        "bbcf9e5ee50c71e2c203d17a935e04caa3b26190a015745921c9fdb5d84bd856"
+    ),
 }
 
 

@@ -20,12 +20,14 @@ from homeserver.types.errors import Codes, MatrixError
 
 
 def device_json(device: DeviceInfo) -> JsonDict:
-    """A device as the spec's `Device` object (absent fields left out), plus Synapse's extras."""
+    """A device as the spec's `Device` object, plus Synapse's extras.
+
+    Unknown values are null rather than left out, as Synapse answers: clients
+    such as matrix-nio require the keys.
+    """
     answer: JsonDict = {"device_id": device.device_id, "user_id": device.user_id}
     for key in ("display_name", "last_seen_ip", "last_seen_ts", "last_seen_user_agent"):
-        value = getattr(device, key)
-        if value is not None:
-            answer[key] = value
+        answer[key] = getattr(device, key)
     return answer
 
 

@@ -33,7 +33,7 @@ class LoginServlet(Servlet):
         return 200, {"flows": self._login.login_flows()}
 
     async def on_POST(self, request: SiteRequest) -> tuple[int, JsonDict]:
-        result = await self._login.login(parse_json_object(request))
+        result = await self._login.login(parse_json_object(request), request.client_ip())
         answer = session_body(result)
         answer["home_server"] = self._server_name
         well_known = self._discovery.client_well_known()

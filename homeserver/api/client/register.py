@@ -1,4 +1,4 @@
-"""POST /register and GET /register/available."""
+"""POST /register, GET /register/available and the registration token validity check."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from homeserver.api.http import (
     parse_json_object,
 )
 from homeserver.api.params import query_str
+from homeserver.handlers.ratelimit import Ratelimiter
 from homeserver.handlers.registration import RegistrationHandler
+from homeserver.handlers.registration_tokens import RegistrationTokenHandler
+from homeserver.types.errors import Codes, MatrixError
 
 
 class RegisterServlet(Servlet):
@@ -55,3 +58,29 @@ class RegisterAvailableServlet(Servlet):
         assert username is not None
         await self._registration.check_username_available(username)
         return 200, {"available": True}
+
+
+class RegistrationTokenValidityServlet(Servlet):
+    """GET /_matrix/client/v1/register/m.login.registration_token/validity?token=...
+
+    Whether a registration token can be used now (`{"valid": bool}`); limited
+    per client address by `rc_registration_token_validity`.
+    """
+
+    PATTERNS = client_patterns("/register/m\\.login\\.registration_token/validity", versions=("v1",))
+    AUTH = Auth.NONE
+
+    def __init__(
+        self, tokens: RegistrationTokenHandler, limiter: Ratelimiter, registration_enabled: bool
+    ) -> None:
+        self._tokens = tokens
+        self._limiter = limiter
+        self._registration_enabled = registration_enabled
+
+    async def on_GET(self, request: SiteRequest) -> tuple[int, JsonDict]:
+        self._limiter.check(request.client_ip())
+        if not self._registration_enabled:
+            raise MatrixError(Codes.FORBIDDEN, "Registration has been disabled")
+        token = query_str(request, "token", required=True)
+        assert token is not None
+        return 200, {"valid": await self._tokens.is_valid(token)}

@@ -32,7 +32,17 @@ SCHEMA_VERSION log:
     3: accounts: `users` (+ `user_id_counter`), `devices`, `access_tokens`,
        `refresh_tokens`, `login_tokens`, `ui_auth_sessions` (+ credentials),
        `profiles` and `profile_fields`.
+    4: third-party identifiers and registration tokens: `user_threepids`,
+       `threepid_validation_sessions`, `threepid_validation_tokens`,
+       `registration_tokens`.
+    5: events and state: `rooms`, `events` (+ sequence `events_stream_seq`),
+       `event_edges`, `event_auth_edges`, `event_forward_extremities`,
+       `event_backward_extremities`, `state_groups`, `state_group_deltas`,
+       `event_to_state_groups`, `current_state_events`,
+       `current_state_delta_stream`, `room_memberships`, `current_memberships`.
+    6: server keys: `server_signing_keys` (other servers' verify keys) and
+       `server_key_responses` (their signed key answers, re-served as a notary).
 """
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 6
 """The schema version this code creates and runs on. Bump it with each new delta (see above)."""

@@ -13,8 +13,12 @@ functions inside one transaction.
 from __future__ import annotations
 
 from homeserver.storage.database import Database
+from homeserver.storage.stores.admin_users import AdminUserStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.profiles import ProfileStore
+from homeserver.storage.stores.registration_tokens import RegistrationTokenStore
+from homeserver.storage.stores.server_keys import ServerKeyStore
+from homeserver.storage.stores.threepids import ThreepidStore
 from homeserver.storage.stores.tokens import TokenStore
 from homeserver.storage.stores.ui_auth import UIAuthStore
 from homeserver.storage.stores.users import UserStore
@@ -28,6 +32,10 @@ class Storage:
     tokens: TokenStore
     ui_auth: UIAuthStore
     profiles: ProfileStore
+    threepids: ThreepidStore
+    registration_tokens: RegistrationTokenStore
+    admin_users: AdminUserStore
+    server_keys: ServerKeyStore
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -36,3 +44,7 @@ class Storage:
         self.tokens = TokenStore(db)
         self.ui_auth = UIAuthStore(db)
         self.profiles = ProfileStore(db)
+        self.threepids = ThreepidStore(db)
+        self.registration_tokens = RegistrationTokenStore(db)
+        self.admin_users = AdminUserStore(db)
+        self.server_keys = ServerKeyStore(db)

@@ -2,7 +2,8 @@
 
 Sessions are rows (not process memory) so that they survive a restart and
 any process can continue one. `clientdict` and `serverdict` are JSON objects;
-the stores never look inside them.
+the stores never look inside them. Expiring a session that passed the
+registration token stage without finishing gives the token's use back.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database, Transaction
+from homeserver.storage.stores.registration_tokens import release_pending_txn
+
+# The stage whose result holds a pending use of a registration token.
+REGISTRATION_TOKEN_STAGE = "m.login.registration_token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,18 @@ def _get_completed_stages_txn(txn: Transaction, session_id: str) -> dict[str, An
 def _delete_sessions_before_txn(txn: Transaction, before_ts: int) -> int:
     txn.execute("SELECT session_id FROM ui_auth_sessions WHERE creation_ts < ?", (before_ts,))
     session_ids = [(row[0],) for row in txn.fetchall()]
+    # A registration token stage whose registration never finished still holds
+    # a pending use of the token (its result is the token; True once used).
+    txn.execute(
+        "SELECT c.result FROM ui_auth_sessions_credentials AS c"
+        " JOIN ui_auth_sessions AS s ON s.session_id = c.session_id"
+        " WHERE s.creation_ts < ? AND c.stage_type = ?",
+        (before_ts, REGISTRATION_TOKEN_STAGE),
+    )
+    for (result,) in txn.fetchall():
+        token = json.loads(result)
+        if isinstance(token, str):
+            release_pending_txn(txn, token)
     txn.executemany("DELETE FROM ui_auth_sessions_credentials WHERE session_id = ?", session_ids)
     txn.executemany("DELETE FROM ui_auth_sessions WHERE session_id = ?", session_ids)
     return len(session_ids)

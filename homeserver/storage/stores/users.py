@@ -1,5 +1,8 @@
 """UserStore: local accounts: creation, lookup, passwords, flags, deactivation.
 
+Deactivating an account also unbinds its third-party identifiers; listing
+accounts for the admin API is `AdminUserStore`'s (admin_users.py).
+
 User IDs are stored in full (`@localpart:server`). Lookups for login are
 case-insensitive, as Synapse's are, because accounts from before the strict
 localpart grammar may have upper-case letters; new localparts never do.
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from homeserver.storage.database import Database, Transaction
 from homeserver.storage.stores.devices import delete_all_devices_txn
 from homeserver.storage.stores.profiles import create_profile_txn, erase_profile_txn
+from homeserver.storage.stores.threepids import delete_threepids_for_user_txn
 from homeserver.storage.stores.tokens import delete_tokens_for_user_txn
 
 
@@ -106,6 +110,7 @@ def _deactivate_txn(txn: Transaction, user_id: str, erase: bool) -> None:
     delete_all_devices_txn(txn, user_id)
     # Tokens without a device (none are issued now, but be thorough).
     delete_tokens_for_user_txn(txn, user_id)
+    delete_threepids_for_user_txn(txn, user_id)
     if erase:
         txn.execute("UPDATE users SET erased = ? WHERE name = ?", (True, user_id))
         erase_profile_txn(txn, user_id)
@@ -178,7 +183,26 @@ class UserStore:
             lambda txn: txn.execute("UPDATE users SET admin = ? WHERE name = ?", (admin, user_id)),
         )
 
+    async def set_user_type(self, user_id: str, user_type: str | None) -> None:
+        await self._db.run_interaction(
+            "set_user_type",
+            lambda txn: txn.execute(
+                "UPDATE users SET user_type = ? WHERE name = ?", (user_type, user_id)
+            ),
+        )
+
     async def deactivate(self, user_id: str, *, erase: bool) -> None:
-        """Mark the account deactivated, forget its password, delete its devices and tokens;
-        with `erase`, also mark it erased and clear its profile. One transaction."""
+        """Mark the account deactivated, forget its password, delete its devices and tokens
+        and unbind its third-party identifiers; with `erase`, also mark it erased and
+        clear its profile. One transaction."""
         await self._db.run_interaction("deactivate_user", _deactivate_txn, user_id, erase)
+
+    async def reactivate(self, user_id: str, password_hash: str | None) -> None:
+        """Undo a deactivation (an admin's decision), with a new password (or none)."""
+        await self._db.run_interaction(
+            "reactivate_user",
+            lambda txn: txn.execute(
+                "UPDATE users SET deactivated = ?, erased = ?, password_hash = ? WHERE name = ?",
+                (False, False, password_hash, user_id),
+            ),
+        )

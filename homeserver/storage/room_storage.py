@@ -1,0 +1,51 @@
+"""RoomStorage: the facade over the stores that hold rooms, their events and their state.
+
+The composition root builds it once the database is started:
+
+    events_stream = await build_events_stream(db, instance_name="master")
+    room_storage = RoomStorage(db, events_stream)
+
+and hands `room_storage` to the handlers (the event persister first). Each
+store is a few hundred lines with one concern: `events` (events, DAG,
+extremities, orderings, the batch write), `state` (state groups, state at
+events, current state), `rooms` (room versions, memberships).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from homeserver.storage.database import Database
+from homeserver.storage.stores.events import EventStore
+from homeserver.storage.stores.rooms import RoomStore
+from homeserver.storage.stores.state import StateStore
+from homeserver.storage.streams import StreamIdGenerator, build_stream_id_generator
+
+EVENTS_STREAM = "events"
+
+
+async def build_events_stream(
+    db: Database, *, instance_name: str = "master", writers: Sequence[str] | None = None
+) -> StreamIdGenerator:
+    """The "events" stream generator (events.stream_ordering), started from the database."""
+    return await build_stream_id_generator(
+        db,
+        EVENTS_STREAM,
+        instance_name=instance_name,
+        writers=list(writers) if writers is not None else [instance_name],
+        tables=[("events", "stream_ordering"), ("current_state_delta_stream", "stream_ordering")],
+        sequence_name="events_stream_seq",
+    )
+
+
+class RoomStorage:
+    """One store per concern, sharing one database."""
+
+    events: EventStore
+    state: StateStore
+    rooms: RoomStore
+
+    def __init__(self, db: Database, events_stream: StreamIdGenerator) -> None:
+        self.state = StateStore(db)
+        self.rooms = RoomStore(db)
+        self.events = EventStore(db, events_stream, self.state)
