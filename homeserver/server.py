@@ -24,7 +24,11 @@ from homeserver.api.resources import build_router
 from homeserver.clock import Clock
 from homeserver.config import HomeServerConfig
 from homeserver.config.listeners import ListenerConfig
+from homeserver.crypto.keyring import KeyRing
 from homeserver.crypto.keys import read_signing_key_file, write_new_signing_key
+from homeserver.crypto.notary import KeyNotary
+from homeserver.crypto.server_keys import LocalServerKeys
+from homeserver.federation.client import FederationClient
 from homeserver.handlers.account import AccountHandler
 from homeserver.handlers.admin_registration import SharedSecretRegistrar
 from homeserver.handlers.admin_users import AdminUsersHandler
@@ -91,7 +95,9 @@ class HomeServer:
     housekeeping: AccountsHousekeeping
     services: list[Service]
 
-    def __init__(self, config: HomeServerConfig, reactor: object, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: HomeServerConfig, reactor: object, clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.reactor = reactor
         self.clock = clock or Clock(reactor)  # type: ignore[arg-type]
@@ -234,6 +240,35 @@ class HomeServer:
         )
         self.services = [self.client_ips, self.housekeeping]
 
+        fed = config.federation
+        self.local_keys = LocalServerKeys(
+            server_name,
+            self.signing_keys,  # type: ignore[arg-type]
+            fed.old_signing_keys,
+            fed.key_refresh_interval_ms,
+            clock,
+        )
+        self.federation_client = FederationClient(
+            reactor,
+            clock,
+            self.local_keys,
+            verify_certificates=fed.verify_certificates,
+            minimum_tls_version=fed.client_minimum_tls_version,
+            ip_blocklist=fed.ip_range_blocklist,
+            ip_allowlist=fed.ip_range_allowlist,
+        )
+        self.keyring = KeyRing(
+            clock,
+            storage.server_keys,
+            self.federation_client,
+            self.local_keys,
+            fed.trusted_key_servers,
+        )
+        self.key_notary = KeyNotary(clock, storage.server_keys, self.keyring, self.local_keys)
+        key_server_warning = fed.key_server_warning()
+        if key_server_warning:
+            logger.warning("%s", key_server_warning)
+
     @staticmethod
     def _load_signing_keys(path: str) -> list[object]:
         if not os.path.exists(path):
@@ -330,4 +365,5 @@ class HomeServer:
                 stopped = service.stopService()
                 if stopped is not None:
                     await stopped
+        await self.federation_client.close()
         await self.database.close()

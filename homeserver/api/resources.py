@@ -41,6 +41,7 @@ from homeserver.api.client.versions import VersionsServlet
 from homeserver.api.discovery import ClientWellKnownServlet, ServerWellKnownServlet
 from homeserver.api.health import HealthServlet, MetricsServlet
 from homeserver.api.http import Router, Servlet
+from homeserver.federation.keys import BulkKeyQueryServlet, KeyQueryServlet, ServerKeyServlet
 from homeserver.federation.server import FederationVersionServlet
 
 if TYPE_CHECKING:
@@ -115,8 +116,8 @@ def build_router(
 
     Servlets of the resources in `compressed` gzip their responses for clients
     that accept it. /health is served on every listener, as load balancers
-    expect it anywhere. `keys` and `media` add their servlets once those APIs
-    exist; until then their paths answer 404 M_UNRECOGNIZED like any unknown path.
+    expect it anywhere. `media` adds its servlets once that API exists; until
+    then its paths answer 404 M_UNRECOGNIZED like any unknown path.
     """
     names = set(resource_names)
     gzipped = set(compressed)
@@ -127,6 +128,18 @@ def build_router(
         )
     if "client" in names:
         groups.append(("client" in gzipped, client_servlets(hs)))
+    if names & {"keys", "federation"}:
+        # Synapse serves /_matrix/key on both, and its peers fetch keys from the federation port.
+        groups.append(
+            (
+                bool(gzipped & {"keys", "federation"}),
+                [
+                    ServerKeyServlet(hs.local_keys),
+                    KeyQueryServlet(hs.key_notary),
+                    BulkKeyQueryServlet(hs.key_notary),
+                ],
+            )
+        )
     if "federation" in names:
         groups.append(("federation" in gzipped, [FederationVersionServlet()]))
     if "metrics" in names:
