@@ -2,9 +2,10 @@
 
     homeserver -c homeserver.yaml            start (writing the config and key first if missing)
     homeserver --generate-config -c FILE -H SERVER_NAME [--report-stats=no]
+    homeserver --generate-tls-cert -c FILE   write a self-signed TLS pair at the config's paths
     homeserver --version
 
-Signals: SIGHUP re-reads the log config; SIGTERM and SIGINT stop accepting
+Signals: SIGHUP re-reads the log config and the TLS certificate and key; SIGTERM and SIGINT stop accepting
 connections, let requests in flight finish (bounded), close the database and
 exit 0. Any problem that stops the start is printed as one line on standard
 error, with exit code 1.
@@ -56,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["yes", "no"],
         help="accepted for compatibility with Synapse's tooling; this server never reports statistics",
     )
+    parser.add_argument(
+        "--generate-tls-cert",
+        action="store_true",
+        help="write a self-signed TLS certificate and key at the config's tls_certificate_path"
+        " and tls_private_key_path (for testing federation), then exit",
+    )
     parser.add_argument("--version", action="version", version=f"homeserver {__version__}")
     return parser
 
@@ -89,11 +96,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in e.lines:
             print(f"homeserver: config error in {args.config_path}: {line}", file=sys.stderr)
         return 1
+    if args.generate_tls_cert:
+        return _generate_tls_cert(config)
     try:
         setup_logging(config.logging.log_config)
     except LogConfigError as e:
         return _fail(str(e))
     return run(config)
+
+
+def _generate_tls_cert(config: HomeServerConfig) -> int:
+    from homeserver.crypto.tls import generate_self_signed_cert
+
+    cert_path = config.listeners.tls_certificate_path
+    key_path = config.listeners.tls_private_key_path
+    if not cert_path or not key_path:
+        return _fail(
+            "--generate-tls-cert needs tls_certificate_path and tls_private_key_path in the config"
+        )
+    for path in (cert_path, key_path):
+        if os.path.exists(path):
+            return _fail(f"{path} already exists; not overwriting it")
+    try:
+        generate_self_signed_cert(cert_path, key_path, config.server.server_name)
+    except OSError as e:
+        return _fail(f"cannot write the TLS certificate: {e}")
+    print(f"Wrote a self-signed TLS certificate to {cert_path}")
+    print(f"Wrote its private key to {key_path}")
+    return 0
 
 
 def _report_written(written: Any) -> None:
@@ -146,6 +176,7 @@ def run(config: HomeServerConfig) -> int:
 
     def on_sighup(signum: int, frame: Any) -> None:
         reactor.callFromThread(_reload_logging, config)
+        reactor.callFromThread(hs.reload_tls)
 
     signal.signal(signal.SIGHUP, on_sighup)
     reactor.callWhenRunning(lambda: defer.ensureDeferred(start()))

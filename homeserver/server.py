@@ -14,9 +14,8 @@ from __future__ import annotations
 import logging
 import os
 
-from OpenSSL import crypto
 from twisted.application.service import Service
-from twisted.internet import defer, ssl
+from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort
 
 from homeserver.api.http import Site
@@ -28,18 +27,30 @@ from homeserver.crypto.keyring import KeyRing
 from homeserver.crypto.keys import read_signing_key_file, write_new_signing_key
 from homeserver.crypto.notary import KeyNotary
 from homeserver.crypto.server_keys import LocalServerKeys
+from homeserver.crypto.tls import ReloadableServerTls, TlsLoadError
+from homeserver.federation.auth import FederationAuthenticator
+from homeserver.federation.backoff import RetrySchedule
 from homeserver.federation.client import FederationClient
+from homeserver.federation.receiver import FederationReceiver
+from homeserver.federation.sender import FederationSender
 from homeserver.handlers.account import AccountHandler
+from homeserver.handlers.account_data import AccountDataHandler
 from homeserver.handlers.admin_registration import SharedSecretRegistrar
 from homeserver.handlers.admin_users import AdminUsersHandler
 from homeserver.handlers.auth import AuthHandler
 from homeserver.handlers.client_ips import ClientIpTracker
 from homeserver.handlers.devices import DeviceHandler
 from homeserver.handlers.discovery import DiscoveryHandler
+from homeserver.handlers.event_persistence import EventPersister
+from homeserver.handlers.event_serializer import EventSerializer
+from homeserver.handlers.filtering import FilterHandler
 from homeserver.handlers.housekeeping import AccountsHousekeeping
 from homeserver.handlers.identity_server import IdentityServerClient
 from homeserver.handlers.login import LoginHandler, LoginRatelimiters, PasswordStageChecker
 from homeserver.handlers.mailer import Mailer
+from homeserver.handlers.membership import MembershipHandler
+from homeserver.handlers.notifier import Notifier
+from homeserver.handlers.pagination import PaginationHandler
 from homeserver.handlers.passwords import PasswordHasher, PasswordPolicy
 from homeserver.handlers.profile import ProfileHandler
 from homeserver.handlers.ratelimit import Ratelimiter
@@ -55,10 +66,18 @@ from homeserver.handlers.registration_tokens import (
     RegistrationTokenHandler,
     RegistrationTokenStageChecker,
 )
+from homeserver.handlers.room_creation import RoomCreationHandler
+from homeserver.handlers.room_directory import RoomDirectoryHandler
+from homeserver.handlers.room_events import RoomEventHandler
+from homeserver.handlers.room_stats import RoomStatsUpdater
+from homeserver.handlers.room_upgrade import RoomUpgradeHandler
 from homeserver.handlers.shared_secret_registration import SharedSecretRegistration
+from homeserver.handlers.sync import SyncHandler
+from homeserver.handlers.sync_rooms import LazyLoadedMembers, RoomEntryBuilder
 from homeserver.handlers.threepids import ThreepidHandler
 from homeserver.handlers.ui_auth import DummyStageChecker, UserInteractiveAuth
 from homeserver.storage.database import Database
+from homeserver.storage.room_storage import RoomStorage, create_events_stream
 from homeserver.storage.stores import Storage
 from homeserver.types.threepids import EMAIL, MSISDN
 
@@ -74,6 +93,21 @@ class HomeServer:
     clock: Clock
     database: Database
     storage: Storage
+    room_storage: RoomStorage
+    event_persister: EventPersister
+    event_serializer: EventSerializer
+    room_stats: RoomStatsUpdater
+    room_directory: RoomDirectoryHandler
+    message_limiter: Ratelimiter
+    room_creation: RoomCreationHandler
+    membership: MembershipHandler
+    room_upgrade: RoomUpgradeHandler
+    room_events: RoomEventHandler
+    pagination: PaginationHandler
+    notifier: Notifier
+    filters: FilterHandler
+    account_data: AccountDataHandler
+    sync: SyncHandler
     discovery: DiscoveryHandler
     client_ips: ClientIpTracker
     auth: AuthHandler
@@ -93,6 +127,8 @@ class HomeServer:
     shared_secret_registration: SharedSecretRegistrar
     registration_token_validity_limiter: Ratelimiter
     housekeeping: AccountsHousekeeping
+    federation_sender: FederationSender
+    federation_receiver: FederationReceiver
     services: list[Service]
 
     def __init__(
@@ -112,11 +148,101 @@ class HomeServer:
         self.storage = Storage(self.database)
         self.discovery = DiscoveryHandler(config.server)
 
+        # Rooms: their events and state, written through the one event persister.
+        self.events_stream = create_events_stream(self.database)
+        self.room_storage = RoomStorage(self.database, self.events_stream)
+        self.event_persister = EventPersister(
+            self.room_storage,
+            self.clock,
+            config.server.server_name,
+            self.signing_key,  # type: ignore[arg-type]
+        )
+        self.event_serializer = EventSerializer(self.room_storage, self.clock)
+        self.pagination = PaginationHandler(self.room_storage, self.event_serializer)
+        # The room directory: aliases, publication, and the room summaries it lists.
+        self.room_stats = RoomStatsUpdater(
+            self.clock, self.room_storage.room_stats, self.room_storage.events.current_token
+        )
+        self.event_persister.add_listener(self.room_stats.on_new_events)
+        self.room_directory = RoomDirectoryHandler(
+            config.server.server_name,
+            self.room_storage,
+            self.storage.users,
+            self.event_persister,
+            self.room_stats,
+            enable_room_list_search=config.rooms.enable_room_list_search,
+        )
+
+        # Sync: filters and account data, and the notifier that wakes long-polling /syncs.
+        self.notifier = Notifier(
+            self.clock,
+            self.room_storage.events.current_token,
+            self.storage.account_data.current_token,
+        )
+        self.event_persister.add_listener(self.notifier.notify_new_room_events)
+        self.filters = FilterHandler(self.storage.filters)
+        self.account_data = AccountDataHandler(self.storage.account_data, self.notifier)
+        self.sync = SyncHandler(
+            self.clock,
+            self.room_storage,
+            self.storage.sync,
+            self.storage.account_data,
+            self.notifier,
+            RoomEntryBuilder(
+                self.room_storage, self.storage.sync, self.event_serializer, LazyLoadedMembers()
+            ),
+        )
+
         # Accounts: tokens, passwords, logins, UIA, devices, 3PIDs, registration, profiles.
         self._build_accounts(config, reactor)
+        self.services.append(self.room_stats)
+
+        # Rooms made and joined: creation, membership, upgrades (after accounts: they
+        # read profiles, and profile changes reach the rooms through the membership).
+        # rc_message counts every event a user sends, whichever endpoint sends it.
+        self.message_limiter = Ratelimiter(
+            self.clock, config.ratelimits.rc_message, name="rc_message"
+        )
+        self.room_creation = RoomCreationHandler(
+            config.server.server_name,
+            self.clock,
+            self.signing_key,  # type: ignore[arg-type]
+            self.event_persister,
+            self.storage.profiles,
+            self.room_directory,
+            self.message_limiter,
+            config.rooms.default_room_version,
+        )
+        self.membership = MembershipHandler(
+            config.server.server_name,
+            self.room_storage,
+            self.event_persister,
+            self.storage.profiles,
+            self.room_directory,
+            self.message_limiter,
+        )
+        self.profile.add_change_listener(self.membership.propagate_profile)
+        self.room_upgrade = RoomUpgradeHandler(
+            config.server.server_name,
+            self.clock,
+            self.room_storage,
+            self.event_persister,
+            self.room_creation,
+            self.room_directory,
+            self.message_limiter,
+        )
+        # Events clients send and read one at a time: messages, state, redactions.
+        self.room_events = RoomEventHandler(
+            self.room_storage,
+            self.event_persister,
+            self.event_serializer,
+            self.message_limiter,
+            self.room_directory,
+        )
 
         self.sites: list[Site] = []
         self.listening_ports: list[IListeningPort] = []
+        self._server_tls: ReloadableServerTls | None = None
 
     def _build_accounts(self, config: HomeServerConfig, reactor: object) -> None:
         server_name = config.server.server_name
@@ -265,6 +391,35 @@ class HomeServer:
             fed.trusted_key_servers,
         )
         self.key_notary = KeyNotary(clock, storage.server_keys, self.keyring, self.local_keys)
+        self.federation_authenticator = FederationAuthenticator(
+            server_name, clock, self.keyring
+        )
+        # Our events and EDUs to the other servers in our rooms, queued per destination.
+        self.federation_sender = FederationSender(
+            server_name,
+            clock,
+            self.room_storage,
+            self.room_storage.federation_sender,
+            self.federation_client,
+            self.event_serializer.get_applied_redactions,
+            RetrySchedule(
+                fed.destination_min_retry_interval_ms,
+                fed.destination_retry_multiplier,
+                fed.destination_max_retry_interval_ms,
+            ),
+        )
+        self.event_persister.add_listener(self.federation_sender.on_events_persisted)
+        self.services.append(self.federation_sender)
+        # Transactions other servers send us: PDUs checked and stored, EDUs dispatched.
+        self.federation_receiver = FederationReceiver(
+            clock,
+            self.room_storage,
+            self.event_persister,
+            self.keyring,
+            self.federation_client,
+        )
+        self.services.append(self.federation_receiver)
+        self.federation_receiver.add_origin_listener(self.federation_sender.on_remote_server_up)
         key_server_warning = fed.key_server_warning()
         if key_server_warning:
             logger.warning("%s", key_server_warning)
@@ -284,6 +439,8 @@ class HomeServer:
     async def start(self) -> None:
         """Open the database (applying migrations) and start listening."""
         await self.database.start()
+        await self.events_stream.load()
+        await self.storage.account_data.stream.load()
         for service in self.services:
             service.startService()
         for listener in self.config.listeners.listeners:
@@ -318,27 +475,27 @@ class HomeServer:
                 ", ".join(sorted(listener.resources)),
             )
 
-    def _tls_context_factory(self) -> ssl.CertificateOptions:
-        cert_path = self.config.listeners.tls_certificate_path
-        key_path = self.config.listeners.tls_private_key_path
-        assert cert_path and key_path
+    def _tls_context_factory(self) -> ReloadableServerTls:
+        if self._server_tls is None:
+            cert_path = self.config.listeners.tls_certificate_path
+            key_path = self.config.listeners.tls_private_key_path
+            assert cert_path and key_path
+            try:
+                self._server_tls = ReloadableServerTls(cert_path, key_path)
+            except TlsLoadError as e:
+                raise StartupError(str(e)) from e
+        return self._server_tls
+
+    def reload_tls(self) -> None:
+        """Re-read the TLS certificate and key (SIGHUP); a broken pair keeps the current one."""
+        if self._server_tls is None:
+            return
         try:
-            with open(cert_path, "rb") as f:
-                pem = f.read()
-            with open(key_path, "rb") as f:
-                key = crypto.load_privatekey(crypto.FILETYPE_PEM, f.read())
-        except (OSError, crypto.Error) as e:
-            raise StartupError(f"cannot load the TLS certificate or key: {e}") from e
-        certs = [
-            crypto.load_certificate(crypto.FILETYPE_PEM, block + b"-----END CERTIFICATE-----\n")
-            for block in pem.split(b"-----END CERTIFICATE-----")
-            if b"-----BEGIN CERTIFICATE-----" in block
-        ]
-        if not certs:
-            raise StartupError(f"{cert_path}: no certificate found")
-        return ssl.CertificateOptions(
-            privateKey=key, certificate=certs[0], extraCertChain=certs[1:]
-        )
+            self._server_tls.reload()
+        except TlsLoadError as e:
+            logger.error("Keeping the current TLS certificate: %s", e)
+            return
+        logger.info("Reloaded the TLS certificate")
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop accepting, let requests in flight finish (up to drain_timeout), close the database."""
@@ -347,6 +504,8 @@ class HomeServer:
             consumeErrors=True,
         )
         self.listening_ports = []
+        # Long-polling /syncs answer now rather than hold up the drain below.
+        self.notifier.stop()
         in_flight = sum(len(site.in_flight) for site in self.sites)
         if in_flight:
             logger.info("Waiting up to %.0fs for %d requests in flight", drain_timeout, in_flight)
@@ -360,6 +519,7 @@ class HomeServer:
             await self.clock.timeout(closed, 2.0)
         except defer.TimeoutError:
             logger.warning("Some connections did not close in time")
+        await self.event_persister.wait_until_idle()
         for service in reversed(self.services):
             if service.running:
                 stopped = service.stopService()

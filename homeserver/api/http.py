@@ -19,8 +19,11 @@ method runs, passing the result as the `requester` keyword argument (a
 methods declared NONE get no `requester`). A missing token is 401
 M_MISSING_TOKEN, an unknown or expired one 401 M_UNKNOWN_TOKEN (from the
 authenticator), a guest on a method that does not allow guests 403
-M_GUEST_ACCESS_FORBIDDEN. A servlet that does not declare a method's auth is
-refused when it is registered.
+M_GUEST_ACCESS_FORBIDDEN. `Auth.SERVER` methods serve other homeservers: the
+Router's `ServerAuthenticator` checks the request's X-Matrix signature and
+the method gets the origin server's name as the `origin` keyword argument.
+A servlet that does not declare a method's auth is refused when it is
+registered.
 
 The twisted.web site and request classes (`Site`, `SiteRequest`: size limit,
 request ids, client address, access log, requests in flight) are in
@@ -105,6 +108,14 @@ class Auth(enum.Enum):
     """A registered user's token; guests get 403 M_GUEST_ACCESS_FORBIDDEN."""
     USER_OR_GUEST = "user_or_guest"
     """Any user's token, guests included."""
+    SERVER = "server"
+    """A request signed by another homeserver (X-Matrix): the method gets `origin`, its name."""
+
+
+class ServerAuthenticator(Protocol):
+    """Checks X-Matrix signatures for the Router (homeserver.federation.auth.FederationAuthenticator)."""
+
+    async def authenticate_request(self, request: Any) -> str: ...
 
 
 class Authenticator(Protocol):
@@ -125,6 +136,9 @@ class Servlet:
 
     PATTERNS: ClassVar[tuple[str, ...]] = ()
     AUTH: ClassVar[Auth | Mapping[str, Auth] | None] = None
+    CANCELLABLE: ClassVar[frozenset[str]] = frozenset()
+    """Methods whose work is cancelled when the client disconnects (long-polls). Only for
+    methods that are safe to stop at any await: reads, never writes."""
 
     def methods(self) -> dict[bytes, Callable[..., Awaitable[ServletResult]]]:
         found = {}
@@ -273,17 +287,28 @@ class Router(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, authenticator: Authenticator | None = None) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator | None = None,
+        server_authenticator: ServerAuthenticator | None = None,
+    ) -> None:
         super().__init__()
         self._routes: list[_Route] = []
         self._authenticator = authenticator
+        self._server_authenticator = server_authenticator
 
     def register(self, servlet: Servlet, *, compress: bool = False) -> None:
         """Serve `servlet`; TypeError if a method lacks a declared auth (or an authenticator)."""
         methods = {}
         for method, handler in servlet.methods().items():
             auth = servlet.auth_for(method.decode("ascii"))
-            if auth is not Auth.NONE and self._authenticator is None:
+            if auth is Auth.SERVER:
+                if self._server_authenticator is None:
+                    raise TypeError(
+                        f"{type(servlet).__name__} needs server authentication but the Router"
+                        " has no server authenticator"
+                    )
+            elif auth is not Auth.NONE and self._authenticator is None:
                 raise TypeError(
                     f"{type(servlet).__name__} needs authentication but the Router has no authenticator"
                 )
@@ -293,7 +318,13 @@ class Router(resource.Resource):
 
     def render(self, request: server.Request) -> int:
         assert isinstance(request, SiteRequest)
-        defer.ensureDeferred(self._handle(request))
+        handling = defer.ensureDeferred(self._handle(request))
+
+        def on_disconnect(failure: Any) -> None:
+            if getattr(request, "cancellable", False) and not handling.called:
+                handling.cancel()
+
+        request.notifyFinish().addErrback(on_disconnect)
         return server.NOT_DONE_YET
 
     async def _handle(self, request: SiteRequest) -> None:
@@ -302,6 +333,9 @@ class Router(resource.Resource):
             request.setHeader(name, value)
         try:
             result = await self._dispatch(request)
+        except defer.CancelledError:
+            logger.info("Client went away: %s %s", request.method, redact_uri(request.uri))
+            return
         except MatrixError as e:
             retry_after = retry_after_header(e)
             if retry_after is not None:
@@ -329,6 +363,7 @@ class Router(resource.Resource):
                 continue
             handler, auth = declared
             request.servlet_name = type(route.servlet).__name__
+            request.cancellable = method.decode("ascii") in route.servlet.CANCELLABLE
             request.compress_response = route.compress
             if request.body_too_large:
                 raise MatrixError(Codes.TOO_LARGE, "Request body too large.")
@@ -337,7 +372,10 @@ class Router(resource.Resource):
             }
             if any(_NUL in v for v in kwargs.values()):
                 raise MatrixError(Codes.INVALID_PARAM, "Path parameters may not contain NUL characters.")
-            if auth is not Auth.NONE:
+            if auth is Auth.SERVER:
+                assert self._server_authenticator is not None
+                kwargs["origin"] = await self._server_authenticator.authenticate_request(request)
+            elif auth is not Auth.NONE:
                 kwargs["requester"] = await self._authenticate(request, auth)
             return await handler(request, **kwargs)
         if known_path:

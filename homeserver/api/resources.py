@@ -21,21 +21,34 @@ from homeserver.api.admin.users import (
     UsersServlet,
 )
 from homeserver.api.client.account import DeactivateServlet, PasswordServlet, WhoamiServlet
+from homeserver.api.client.account_data import AccountDataServlet, RoomAccountDataServlet
 from homeserver.api.client.devices import DeleteDevicesServlet, DeviceServlet, DevicesServlet
+from homeserver.api.client.directory import directory_servlets
+from homeserver.api.client.filter import CreateFilterServlet, FilterServlet
 from homeserver.api.client.login import LoginServlet, LoginTokenServlet, RefreshServlet
 from homeserver.api.client.logout import LogoutAllServlet, LogoutServlet
+from homeserver.api.client.membership import membership_servlets
+from homeserver.api.client.messages import (
+    RoomEventContextServlet,
+    RoomMessagesServlet,
+    TimestampToEventServlet,
+)
 from homeserver.api.client.profile import ProfileFieldServlet, ProfileServlet
 from homeserver.api.client.register import (
     RegisterAvailableServlet,
     RegisterServlet,
     RegistrationTokenValidityServlet,
 )
+from homeserver.api.client.room_events import room_event_servlets
+from homeserver.api.client.rooms_create import CreateRoomServlet, UpgradeRoomServlet
 from homeserver.api.client.submit_token import (
     AddThreepidSubmitTokenServlet,
     MsisdnSubmitTokenServlet,
     PasswordResetSubmitTokenServlet,
     RegistrationSubmitTokenServlet,
 )
+from homeserver.api.client.sync import SyncServlet
+from homeserver.api.client.tags import TagServlet, TagsServlet
 from homeserver.api.client.threepids import threepid_servlets
 from homeserver.api.client.versions import VersionsServlet
 from homeserver.api.discovery import ClientWellKnownServlet, ServerWellKnownServlet
@@ -43,6 +56,7 @@ from homeserver.api.health import HealthServlet, MetricsServlet
 from homeserver.api.http import Router, Servlet
 from homeserver.federation.keys import BulkKeyQueryServlet, KeyQueryServlet, ServerKeyServlet
 from homeserver.federation.server import FederationVersionServlet
+from homeserver.federation.transaction_servlet import FederationSendServlet
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -68,6 +82,16 @@ def client_servlets(hs: HomeServer) -> list[Servlet]:
         DeleteDevicesServlet(hs.devices, hs.ui_auth),
         ProfileServlet(hs.profile),
         ProfileFieldServlet(hs.profile),
+        SyncServlet(hs.sync, hs.filters),
+        CreateFilterServlet(hs.filters),
+        FilterServlet(hs.filters),
+        AccountDataServlet(hs.account_data),
+        RoomAccountDataServlet(hs.account_data),
+        TagsServlet(hs.account_data),
+        TagServlet(hs.account_data),
+        RoomMessagesServlet(hs.pagination),
+        RoomEventContextServlet(hs.pagination),
+        TimestampToEventServlet(hs.pagination),
     ]
     registration = hs.config.registration
     if registration.login_via_existing_session:
@@ -77,6 +101,10 @@ def client_servlets(hs: HomeServer) -> list[Servlet]:
             )
         )
     servlets += threepid_servlets(hs.threepids, hs.ui_auth)
+    servlets += directory_servlets(hs.room_directory, hs.config.server.server_name)
+    servlets += [CreateRoomServlet(hs.room_creation), UpgradeRoomServlet(hs.room_upgrade)]
+    servlets += membership_servlets(hs.membership)
+    servlets += room_event_servlets(hs.room_events, hs.membership)
     servlets += [
         RegistrationTokenValidityServlet(
             hs.registration_tokens,
@@ -141,10 +169,15 @@ def build_router(
             )
         )
     if "federation" in names:
-        groups.append(("federation" in gzipped, [FederationVersionServlet()]))
+        groups.append(
+            (
+                "federation" in gzipped,
+                [FederationVersionServlet(), FederationSendServlet(hs.federation_receiver)],
+            )
+        )
     if "metrics" in names:
         groups.append(("metrics" in gzipped, [MetricsServlet()]))
-    router = Router(hs.auth)
+    router = Router(hs.auth, hs.federation_authenticator)
     for compress, servlets in groups:
         for servlet in servlets:
             router.register(servlet, compress=compress)

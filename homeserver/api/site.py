@@ -50,6 +50,8 @@ class SiteRequest(server.Request):
         self.request_id = "-"
         self.start_time = 0.0
         self.servlet_name = "unrecognised"
+        self.cancellable = False
+        """Set by the Router: stop the servlet if the client disconnects (see Servlet.CANCELLABLE)."""
         # Who made the request (a user ID), for the access log; set by the Router.
         self.requester: str | None = None
         self.body_too_large = False

@@ -4,7 +4,9 @@ Top-level keys, with Synapse's names and defaults: key_refresh_interval,
 old_signing_keys, trusted_key_servers, suppress_key_server_warning,
 federation_verify_certificates, federation_client_minimum_tls_version,
 ip_range_blacklist / ip_range_whitelist (or Synapse's newer names
-ip_range_blocklist / ip_range_allowlist).
+ip_range_blocklist / ip_range_allowlist); and from Synapse's `federation`
+section, the backoff of failing destinations (destination_min_retry_interval,
+destination_retry_multiplier, destination_max_retry_interval).
 
 `IpRangeSet` (a set of CIDR ranges that answers "is this address in it?") is
 here too: the federation client checks every address it connects to against
@@ -98,6 +100,18 @@ SCHEMA: dict[str, Any] = {
     "ip_range_whitelist": {**_RANGE_LIST, "default": None},
     "ip_range_blocklist": {**_RANGE_LIST, "default": None},
     "ip_range_allowlist": {**_RANGE_LIST, "default": None},
+    # Synapse's `federation` section; only the backoff of destinations that
+    # fail (homeserver/federation/backoff.py) so far.
+    "federation": {
+        "type": "object",
+        "additionalProperties": False,
+        "default": {},
+        "properties": {
+            "destination_min_retry_interval": {**DURATION_SCHEMA, "default": "10m"},
+            "destination_retry_multiplier": {"type": "number", "minimum": 1, "default": 2},
+            "destination_max_retry_interval": {**DURATION_SCHEMA, "default": "1d"},
+        },
+    },
 }
 REQUIRED: list[str] = []
 
@@ -164,6 +178,10 @@ class FederationConfig:
     client_minimum_tls_version: str
     ip_range_blocklist: IpRangeSet
     ip_range_allowlist: IpRangeSet
+    # Backoff of destinations whose transactions fail (ms, ms, factor).
+    destination_min_retry_interval_ms: int
+    destination_max_retry_interval_ms: int
+    destination_retry_multiplier: float
 
     def key_server_warning(self) -> str | None:
         """The warning Synapse logs when matrix.org is trusted without pinned keys, unless suppressed."""
@@ -217,6 +235,16 @@ class FederationConfig:
             block_name, DEFAULT_IP_RANGE_BLOCKLIST if blocklist is None else blocklist, errors
         )
         allowed = _ranges(allow_name, allowlist or [], errors)
+        backoff = doc["federation"]
+        min_retry_ms = parse_duration_ms(backoff["destination_min_retry_interval"])
+        max_retry_ms = parse_duration_ms(backoff["destination_max_retry_interval"])
+        if min_retry_ms <= 0:
+            errors.append("federation.destination_min_retry_interval: must be more than 0")
+        if max_retry_ms < min_retry_ms:
+            errors.append(
+                "federation.destination_max_retry_interval: must be at least"
+                " destination_min_retry_interval"
+            )
         if errors:
             raise ConfigError(errors)
         return cls(
@@ -228,6 +256,9 @@ class FederationConfig:
             client_minimum_tls_version=_tls_version(doc["federation_client_minimum_tls_version"]),
             ip_range_blocklist=IpRangeSet([*blocked, *ALWAYS_BLOCKED]),
             ip_range_allowlist=IpRangeSet(allowed),
+            destination_min_retry_interval_ms=min_retry_ms,
+            destination_max_retry_interval_ms=max_retry_ms,
+            destination_retry_multiplier=float(backoff["destination_retry_multiplier"]),
         )
 
 

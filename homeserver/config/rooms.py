@@ -1,4 +1,5 @@
-"""Room options: `default_room_version`, the version of rooms created without one."""
+"""Room options: `default_room_version`, the version of rooms created without one;
+`enable_room_list_search`, whether the published room directory is served."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ SCHEMA: dict[str, Any] = {
         "type": "string",
         "default": DEFAULT_ROOM_VERSION.identifier,
     },
+    "enable_room_list_search": {"type": "boolean", "default": True},
 }
 REQUIRED: list[str] = []
 
@@ -20,6 +22,8 @@ REQUIRED: list[str] = []
 @dataclass(frozen=True, slots=True)
 class RoomsConfig:
     default_room_version: RoomVersion
+    enable_room_list_search: bool = True
+    """Whether /publicRooms lists the published rooms (false: always empty, and no publishing)."""
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], resolve_path: Any) -> RoomsConfig:
@@ -30,4 +34,7 @@ class RoomsConfig:
             raise ConfigError(
                 [f"default_room_version: {identifier!r} is not a room version this server knows ({known})"]
             )
-        return cls(default_room_version=version)
+        return cls(
+            default_room_version=version,
+            enable_room_list_search=doc["enable_room_list_search"],
+        )

@@ -29,7 +29,7 @@ from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLContextFactory
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -179,3 +179,56 @@ class FederationTlsOptions:
     def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
         """IPolicyForHTTPS, for a plain twisted.web Agent (the .well-known lookup)."""
         return self.creator_for(hostname.decode("ascii").strip("[]"))
+
+
+class TlsLoadError(Exception):
+    """The listener's certificate or key could not be loaded; one line for the operator."""
+
+
+def load_server_tls_options(cert_path: str, key_path: str) -> ssl.CertificateOptions:
+    """Server TLS options from a PEM certificate chain (leaf first) and its PEM private key."""
+    from OpenSSL import crypto
+
+    try:
+        with open(cert_path, "rb") as f:
+            pem = f.read()
+        with open(key_path, "rb") as f:
+            key = crypto.load_privatekey(crypto.FILETYPE_PEM, f.read())
+        certs = [
+            crypto.load_certificate(crypto.FILETYPE_PEM, block + b"-----END CERTIFICATE-----\n")
+            for block in pem.split(b"-----END CERTIFICATE-----")
+            if b"-----BEGIN CERTIFICATE-----" in block
+        ]
+    except (OSError, crypto.Error) as e:
+        raise TlsLoadError(f"cannot load the TLS certificate or key: {e}") from e
+    if not certs:
+        raise TlsLoadError(f"{cert_path}: no certificate found")
+    options = ssl.CertificateOptions(privateKey=key, certificate=certs[0], extraCertChain=certs[1:])
+    try:
+        options.getContext()  # a key that does not match the certificate fails here
+    except SSL.Error as e:
+        raise TlsLoadError(f"{key_path} does not match {cert_path}: {e}") from e
+    return options
+
+
+@implementer(IOpenSSLContextFactory)
+class ReloadableServerTls:
+    """The TLS context of the listeners, replaced in place when the files are re-read.
+
+    Twisted asks the context factory for a context on each new connection, so
+    connections made after `reload()` present the new certificate while those
+    already open keep theirs (operators renew certificates without a restart,
+    by SIGHUP, as with Synapse).
+    """
+
+    def __init__(self, cert_path: str, key_path: str) -> None:
+        self._cert_path = cert_path
+        self._key_path = key_path
+        self._options = load_server_tls_options(cert_path, key_path)
+
+    def reload(self) -> None:
+        """Re-read the files; on TlsLoadError the current certificate stays in use."""
+        self._options = load_server_tls_options(self._cert_path, self._key_path)
+
+    def getContext(self) -> SSL.Context:
+        return self._options.getContext()

@@ -182,7 +182,10 @@ class FederationClient:
         )
 
     async def close(self) -> None:
-        """Close idle pooled connections (at shutdown, and at the end of tests)."""
+        """Close idle pooled connections and the DNS resolver (at shutdown, end of tests)."""
+        close_dns = getattr(self.dns, "close", None)
+        if close_dns is not None:
+            close_dns()
         await self._pool.closeCachedConnections()
 
     async def _targets_for(self, host: str, port: int | None) -> list[tuple[str, int]]:

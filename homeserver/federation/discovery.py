@@ -114,11 +114,19 @@ class TwistedDnsResolver:
         self._reactor = reactor
         self._names = names_resolver
 
+    def close(self) -> None:
+        """Stop the resolver's periodic re-reading of resolv.conf (at shutdown)."""
+        parse_call = getattr(self._names, "_parseCall", None)
+        if parse_call is not None and parse_call.active():
+            parse_call.cancel()
+
     async def lookup_srv(self, name: str) -> list[SrvRecord]:
         from twisted.names import client, dns, error
 
         if self._names is None:
-            self._names = client.createResolver()
+            # A plain Resolver, not createResolver(): we close it with the client, which
+            # stops its timer that re-reads resolv.conf.
+            self._names = client.Resolver(resolv="/etc/resolv.conf", reactor=self._reactor)
         try:
             answers, _, _ = await self._names.lookupService(name)
         except (error.DNSNameError, error.DNSNotImplementedError):

@@ -42,7 +42,7 @@ from homeserver.state.auth_common import CREATE
 from homeserver.state.auth_rules import check_auth_rules
 from homeserver.storage.lru import LruCache
 from homeserver.storage.room_storage import RoomStorage
-from homeserver.storage.stores.event_batch import StaleExtremitiesError
+from homeserver.storage.stores.event_batch import ClientTxn, StaleExtremitiesError
 from homeserver.storage.stores.state import StateMap
 from homeserver.types.event_builder import build_event, random_event_id_localpart
 from homeserver.types.events import EventBase
@@ -62,6 +62,9 @@ class EventToPersist:
     """Already rejected by earlier checks (signatures, its own auth_events)."""
     state_before: StateMap | None = None
     """The state before the event, when we lack the state after its prev_events."""
+    soft_failed: bool = False
+    """Fails auth against the room's current state: if accepted, stored but kept out of
+    the forward extremities and from the listeners (server-server API "Soft failure")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,8 @@ class PersistedEvent:
     rejected_reason: str | None
     duplicate: bool = False
     """We already had it; these are the positions it was stored at then."""
+    soft_failed: bool = False
+    """Stored soft-failed (see EventToPersist.soft_failed)."""
 
     @property
     def event_id(self) -> str:
@@ -158,15 +163,21 @@ class EventPersister:
         content: Mapping[str, Any],
         *,
         redacts: str | None = None,
+        txn: ClientTxn | None = None,
     ) -> PersistedEvent:
         """Build a local event at the head of the room, check it, sign it and store it.
+
+        With `txn`, a second call for the same client transaction (in this
+        room) returns the first call's event (`duplicate=True`) and builds
+        nothing: the transaction ID is stored with the event, so this holds
+        across restarts.
 
         Raises AuthError if the rules forbid it (nothing is stored), MatrixError
         M_NOT_FOUND for a room we have no state of, InvalidEvent for a malformed one.
         """
         if sender.partition(":")[2] != self._server_name:
             raise ValueError(f"{sender} is not a local user of {self._server_name}")
-        draft = LocalDraft(type, state_key, sender, content, redacts)
+        draft = LocalDraft(type, state_key, sender, content, redacts, txn)
         return await self._enqueue(room_id, _Work(draft=draft))
 
     async def create_room(
@@ -260,7 +271,12 @@ class EventPersister:
             outcomes = [RuntimeError(f"room {room_id} kept changing")] * len(work)
         # Listeners first, so that whoever the callers tell (a client, a
         # remote server) can already find the events through the notifier.
-        stored = [o for o in outcomes if isinstance(o, PersistedEvent) and not o.duplicate]
+        # Soft-failed events are not relayed to clients, so nobody is told of them.
+        stored = [
+            o
+            for o in outcomes
+            if isinstance(o, PersistedEvent) and not o.duplicate and not o.soft_failed
+        ]
         if stored:
             for listener in list(self._listeners):
                 try:
@@ -278,6 +294,10 @@ class EventPersister:
         builder = BatchBuilder(self._storage, view, self._clock.time_msec())
         given = [w.item for w in work if w.item is not None]
         existing = await self._storage.events.get_stored_events([i.event.event_id for i in given])
+        txns = [w.draft.txn for w in work if w.draft is not None and w.draft.txn is not None]
+        sent = await self._storage.events.get_event_ids_for_txns(room_id, txns) if txns else {}
+        sent_events = await self._storage.events.get_stored_events(list(sent.values()))
+        batch_txns: dict[ClientTxn, EventBase] = {}
         await builder.prepare(
             [i.event.event_id for i in given if not i.outlier and i.event.event_id not in existing]
         )
@@ -285,13 +305,27 @@ class EventPersister:
         for w in work:
             try:
                 if w.draft is not None:
+                    txn = w.draft.txn
+                    if txn is not None and txn in sent and sent[txn] in sent_events:
+                        s = sent_events[sent[txn]]
+                        pending.append(
+                            PersistedEvent(
+                                s.event, s.stream_ordering, s.outlier, s.rejected_reason, True
+                            )
+                        )
+                        continue
+                    if txn is not None and txn in batch_txns:
+                        pending.append((batch_txns[txn], False, True))
+                        continue
                     event, before = await builder.build_local(
                         w.draft,
                         server_name=self._server_name,
                         signing_key=self._signing_key,
                         now_ms=self._clock.time_msec(),
                     )
-                    await builder.add(event, before=before, local=True)
+                    await builder.add(event, before=before, local=True, txn=txn)
+                    if txn is not None:
+                        batch_txns[txn] = event
                     pending.append((event, False, False))
                     continue
                 assert w.item is not None
@@ -312,6 +346,7 @@ class EventPersister:
                         outlier=item.outlier,
                         rejected_reason=item.rejected_reason,
                         state_before=item.state_before,
+                        soft_failed=item.soft_failed,
                     )
                     pending.append((item.event, item.outlier, False))
             except Exception as error:
@@ -319,11 +354,13 @@ class EventPersister:
 
         positions: dict[str, int] = {}
         rejected: dict[str, str | None] = {}
+        soft_failed: set[str] = set()
         if builder.writes:
             batch = await builder.finish()
             result = await self._storage.events.persist_batch(batch)
             positions = result.positions
             rejected = {w.event.event_id: w.rejected_reason for w in batch.events}
+            soft_failed = {w.event.event_id for w in batch.events if w.soft_failed}
             view = builder.updated_view(result.groups)
             self._views.set(room_id, view)
             # Keep the full states at the new extremities: the next batch starts there.
@@ -350,6 +387,7 @@ class EventPersister:
                         outlier,
                         rejected[event.event_id],
                         duplicate,
+                        soft_failed=event.event_id in soft_failed,
                     )
                 )
             else:

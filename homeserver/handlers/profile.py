@@ -13,12 +13,18 @@ Rules, with Synapse's limits where the spec leaves them to the server:
   their displayname (403 M_GUEST_ACCESS_FORBIDDEN);
 - unknown local users and unset fields are 404 M_NOT_FOUND. Remote profiles
   need federation queries, which do not exist yet: 404 for now.
+
+A change of displayname or avatar_url is told to the change listeners
+(`add_change_listener`) before the request is answered: the membership
+handler updates the user's m.room.member event in every room they are in, as
+Synapse does.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.handlers.auth import Requester
@@ -26,6 +32,12 @@ from homeserver.storage.stores import Storage
 from homeserver.storage.stores.profiles import COLUMN_FIELDS
 from homeserver.types.errors import Codes, MatrixError
 from homeserver.types.identifiers import InvalidIdentifier, parse_user_id
+
+ProfileChangeListener = Callable[[Requester, str], Awaitable[None]]
+"""Called with the requester and the user whose displayname or avatar_url changed."""
+
+# The fields m.room.member events copy; a change to them is told to the listeners.
+MEMBER_EVENT_FIELDS = ("displayname", "avatar_url")
 
 MAX_DISPLAYNAME_LEN = 256
 MAX_AVATAR_URL_LEN = 1000
@@ -81,6 +93,15 @@ class ProfileHandler:
     def __init__(self, server_name: str, storage: Storage) -> None:
         self._server_name = server_name
         self._storage = storage
+        self._change_listeners: list[ProfileChangeListener] = []
+
+    def add_change_listener(self, listener: ProfileChangeListener) -> None:
+        self._change_listeners.append(listener)
+
+    async def _changed(self, requester: Requester, user_id: str, key: str) -> None:
+        if key in MEMBER_EVENT_FIELDS:
+            for listener in self._change_listeners:
+                await listener(requester, user_id)
 
     def _local_user(self, user_id: str) -> str:
         try:
@@ -140,8 +161,10 @@ class ProfileHandler:
             await self._storage.profiles.delete_field(user_id, key)
         elif not await self._storage.profiles.set_field(user_id, key, stored):
             raise MatrixError(Codes.NOT_FOUND, "Profile was not found")
+        await self._changed(requester, user_id, key)
 
     async def delete_field(self, requester: Requester, user_id: str, key: str) -> None:
         """DELETE /profile/{userId}/{keyName}: fine if the field was not set."""
         self._check_may_change(requester, user_id, key)
         await self._storage.profiles.delete_field(self._local_user(user_id), key)
+        await self._changed(requester, user_id, key)

@@ -44,7 +44,7 @@ from homeserver.state.auth_rules import (
 )
 from homeserver.state.store_loader import resolve_state_from_source
 from homeserver.storage.room_storage import RoomStorage
-from homeserver.storage.stores.event_batch import EventWrite, RoomBatch
+from homeserver.storage.stores.event_batch import ClientTxn, EventWrite, RoomBatch
 from homeserver.storage.stores.state import (
     StateGroup,
     StateKey,
@@ -103,6 +103,8 @@ class LocalDraft:
     sender: str
     content: Mapping[str, Any]
     redacts: str | None = None
+    txn: ClientTxn | None = None
+    """The client transaction it was sent in (stored with the event, for idempotency)."""
 
 
 class BatchBuilder:
@@ -283,17 +285,24 @@ class BatchBuilder:
         state_before: StateMap | None = None,
         before: tuple[int | None, StateMap] | None = None,
         local: bool = False,
+        txn: ClientTxn | None = None,
+        soft_failed: bool = False,
     ) -> str | None:
         """Add an event to the batch; returns its rejection reason (None if accepted).
 
         `state_before`: the state before a remote event whose prev_events we
         lack. `before`: (group, state) already computed (local events).
+        `soft_failed`: a remote event the receiver found failing auth against
+        the current state; if accepted it is stored flagged, and neither becomes
+        a forward extremity nor removes its prev_events from them.
         Raises AuthError for a local event the rules forbid, MissingStateError
         for a remote event whose state can't be computed.
         """
         if outlier:
             self._events[event.event_id] = (event, rejected_reason is not None)
-            self.writes.append(EventWrite(event, outlier=True, rejected_reason=rejected_reason))
+            self.writes.append(
+                EventWrite(event, outlier=True, rejected_reason=rejected_reason, txn=txn)
+            )
             return rejected_reason
         if event.room_version != (self.room_version or event.room_version):
             raise ValueError(f"{event.event_id} is not in the room's version")
@@ -310,7 +319,9 @@ class BatchBuilder:
                 rejected_reason = f"auth: {error.message}"
 
         after_group = before_group
+        replaces_state: str | None = None
         if event.state_key is not None and rejected_reason is None:
+            replaces_state = before_state.get((event.type, event.state_key))
             after_state = dict(before_state)
             after_state[(event.type, event.state_key)] = event.event_id
             after_group = await self._plan(
@@ -328,9 +339,12 @@ class BatchBuilder:
                 rejected_reason=rejected_reason,
                 state_before=before_group,
                 state_after=after_group,
+                replaces_state=replaces_state,
+                txn=txn,
+                soft_failed=soft_failed and rejected_reason is None,
             )
         )
-        if rejected_reason is None:
+        if rejected_reason is None and not soft_failed:
             for prev in event.prev_event_ids:
                 self.extremities.pop(prev, None)
             self._batch_prevs.update(event.prev_event_ids)

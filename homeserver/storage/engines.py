@@ -455,8 +455,10 @@ class PostgresEngine(Engine):
                 " AND a.attnum > 0 AND NOT a.attisdropped"
             ),
             "indexes": rows(
-                "SELECT tablename, indexname, indexdef FROM pg_indexes"
-                " WHERE schemaname = current_schema()"
+                # indexdef names the schema; two schemas with the same indexes compare equal.
+                "SELECT tablename, indexname,"
+                " replace(indexdef, ' ON ' || quote_ident(current_schema()) || '.', ' ON ')"
+                " FROM pg_indexes WHERE schemaname = current_schema()"
             ),
             "constraints": rows(
                 "SELECT c.relname, co.conname, co.contype, pg_get_constraintdef(co.oid)"

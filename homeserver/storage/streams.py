@@ -77,6 +77,10 @@ class StreamIdGenerator(ABC):
         return _Allocation(self, n, single=False)
 
     @abstractmethod
+    async def load(self) -> None:
+        """Read the positions already taken from the database (once, before first use)."""
+
+    @abstractmethod
     async def _allocate(self, n: int) -> list[int]:
         """Get n new increasing positions from the source of positions."""
 
@@ -191,18 +195,37 @@ async def build_stream_id_generator(
         sequence_name: the PostgreSQL sequence positions come from (created by
             the same delta as the stream's table; unused on SQLite).
     """
+    generator = create_stream_id_generator(
+        db,
+        stream_name,
+        instance_name=instance_name,
+        writers=writers,
+        tables=tables,
+        sequence_name=sequence_name,
+    )
+    await generator.load()
+    return generator
+
+
+def create_stream_id_generator(
+    db: Database,
+    stream_name: str,
+    *,
+    instance_name: str,
+    writers: Sequence[str],
+    tables: Sequence[tuple[str, str]],
+    sequence_name: str,
+) -> StreamIdGenerator:
+    """Like `build_stream_id_generator`, but not yet loaded: call `await generator.load()`
+    once the database has started (the composition root builds before it starts)."""
     for name in [sequence_name, *(part for pair in tables for part in pair)]:
         if not _IDENTIFIER.fullmatch(name):
             raise ValueError(f"not a plain SQL identifier: {name!r}")
-    generator: _SequenceStreamIdGenerator | _LocalStreamIdGenerator
     if db.engine.single_process:
-        generator = _LocalStreamIdGenerator(db, stream_name, instance_name, writers, tables)
-    else:
-        generator = _SequenceStreamIdGenerator(
-            db, stream_name, instance_name, writers, tables, sequence_name
-        )
-    await generator.load()
-    return generator
+        return _LocalStreamIdGenerator(db, stream_name, instance_name, writers, tables)
+    return _SequenceStreamIdGenerator(
+        db, stream_name, instance_name, writers, tables, sequence_name
+    )
 
 
 def _max_position_txn(txn: Transaction, tables: Sequence[tuple[str, str]]) -> int:

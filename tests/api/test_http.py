@@ -334,3 +334,43 @@ def test_small_bodies_and_uncompressed_resources_are_sent_as_they_are() -> None:
         {"Accept-Encoding": "gzip"},
     )
     assert "content-encoding" not in plain.headers
+
+
+# -- client disconnects
+
+
+class LongPollServlet(Servlet):
+    PATTERNS = ["^/poll$", "^/hold$"]
+    AUTH = Auth.NONE
+    CANCELLABLE = frozenset({"GET"})
+
+    def __init__(self) -> None:
+        self.waits: list[defer.Deferred[None]] = []
+        self.cancelled: list[str] = []
+
+    async def _wait(self, name: str) -> tuple[int, JsonDict]:
+        wait: defer.Deferred[None] = defer.Deferred(lambda d: self.cancelled.append(name))
+        self.waits.append(wait)
+        await wait
+        return 200, {}
+
+    async def on_GET(self, request: SiteRequest) -> tuple[int, JsonDict]:
+        return await self._wait("GET")
+
+    async def on_POST(self, request: SiteRequest) -> tuple[int, JsonDict]:
+        return await self._wait("POST")
+
+
+def test_cancellable_methods_stop_when_the_client_goes_away() -> None:
+    servlet = LongPollServlet()
+    router = Router()
+    router.register(servlet)
+    site = Site(router, 1000, "test", reactor=Clock())
+    for method in ("GET", "POST"):
+        conn = Connection(site)
+        conn.send(f"{method} /poll HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+        conn.protocol.connectionLost(Failure(ConnectionDone()))
+    # Only the method declared cancellable was stopped; the other still runs to its end.
+    assert servlet.cancelled == ["GET"]
+    assert not servlet.waits[1].called
+    servlet.waits[1].callback(None)

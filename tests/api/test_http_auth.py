@@ -142,3 +142,55 @@ def test_undeclared_auth_is_refused_at_registration() -> None:
 def test_authenticated_servlet_needs_an_authenticator() -> None:
     with pytest.raises(TypeError, match="no authenticator"):
         Router().register(WhoServlet())
+
+
+# -- server (X-Matrix) authentication
+
+
+class FakeServerAuthenticator:
+    """Accepts "X-Matrix origin=<name>" as signed by <name>; anything else is 401."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def authenticate_request(self, request: Any) -> str:
+        header = (request.getHeader(b"Authorization") or b"").decode()
+        if not header.startswith("X-Matrix origin="):
+            raise MatrixError(Codes.UNAUTHORIZED, "Missing Authorization headers", status=401)
+        self.bodies.append(request.content.read())
+        request.content.seek(0)
+        return header.removeprefix("X-Matrix origin=")
+
+
+class PeerServlet(Servlet):
+    PATTERNS = ["^/peer$"]
+    AUTH = {"PUT": Auth.SERVER, "GET": Auth.NONE}
+
+    async def on_PUT(self, request: SiteRequest, origin: str) -> tuple[int, JsonDict]:
+        return 200, {"origin": origin, "body": request.content.read().decode()}
+
+    async def on_GET(self, request: SiteRequest) -> tuple[int, JsonDict]:
+        return 200, {}
+
+
+def test_server_methods_get_the_origin() -> None:
+    servers = FakeServerAuthenticator()
+    router = Router(FakeAuthenticator(), servers)
+    router.register(PeerServlet())
+    site = Site(router, 1000, "test", reactor=Clock())
+    response = request(
+        site, "PUT", "/peer", body=b'{"a":1}', headers={"Authorization": "X-Matrix origin=peer.test"}
+    )
+    assert (response.status, response.json()) == (200, {"origin": "peer.test", "body": '{"a":1}'})
+    assert servers.bodies == [b'{"a":1}']
+    # The authenticator's refusal is the answer; the servlet never runs.
+    refused = request(site, "PUT", "/peer", body=b"{}", headers=bearer("alice-token"))
+    assert (refused.status, refused.json()["errcode"]) == (401, "M_UNAUTHORIZED")
+    assert servers.bodies == [b'{"a":1}']
+    # Methods declared NONE don't look at signatures.
+    assert request(site, "GET", "/peer").status == 200
+
+
+def test_server_servlet_needs_a_server_authenticator() -> None:
+    with pytest.raises(TypeError, match="no server authenticator"):
+        Router(FakeAuthenticator()).register(PeerServlet())

@@ -31,7 +31,14 @@ def test_version_prints_the_version() -> None:
 def test_help_lists_the_options() -> None:
     result = homeserver("--help")
     assert result.returncode == 0
-    for option in ("--config-path", "--generate-config", "--server-name", "--report-stats", "--version"):
+    for option in (
+        "--config-path",
+        "--generate-config",
+        "--server-name",
+        "--report-stats",
+        "--generate-tls-cert",
+        "--version",
+    ):
         assert option in result.stdout
 
 
@@ -113,3 +120,52 @@ def test_missing_value_stops_the_start_with_one_line(tmp_path: Path) -> None:
     (line,) = result.stderr.splitlines()
     assert line.endswith("server_name: required option is missing")
     assert "Traceback" not in result.stderr
+
+
+def test_generate_tls_cert_writes_a_pair_at_the_configured_paths(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    cert_path, key_path = tmp_path / "tls.crt", tmp_path / "tls.key"
+    paths = {"tls_certificate_path": str(cert_path), "tls_private_key_path": str(key_path)}
+    config_path = tmp_path / "homeserver.yaml"
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "server_name": "fed.example.org:8448",
+                "signing_key_path": str(tmp_path / "signing.key"),
+                "listeners": [{"port": 8448, "tls": True, "resources": [{"names": ["federation"]}]}],
+                "database": {"name": "sqlite3", "args": {"database": "hs.db"}},
+                **paths,
+            }
+        )
+    )
+    result = homeserver("--generate-tls-cert", "-c", str(config_path))
+    assert result.returncode == 0, result.stderr
+    assert str(cert_path) in result.stdout and str(key_path) in result.stdout
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "fed.example.org" in names.get_values_for_type(x509.DNSName)
+    assert (key_path.stat().st_mode & 0o777) == 0o600
+    assert not (tmp_path / "hs.db").exists()  # nothing was started
+
+    again = homeserver("--generate-tls-cert", "-c", str(config_path))
+    assert again.returncode == 1
+    assert again.stderr.splitlines() == [f"homeserver: {cert_path} already exists; not overwriting it"]
+
+
+def test_generate_tls_cert_needs_the_paths_in_the_config(tmp_path: Path) -> None:
+    config_path = tmp_path / "homeserver.yaml"
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "server_name": "example.org",
+                "signing_key_path": str(tmp_path / "signing.key"),
+                "listeners": [{"port": 8008, "resources": [{"names": ["client"]}]}],
+                "database": {"name": "sqlite3", "args": {"database": "hs.db"}},
+            }
+        )
+    )
+    result = homeserver("--generate-tls-cert", "-c", str(config_path))
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert "tls_certificate_path and tls_private_key_path" in line

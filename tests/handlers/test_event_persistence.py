@@ -21,6 +21,7 @@ from twisted.internet import defer
 from homeserver.handlers.event_persistence import EventToPersist, PersistedEvent
 from homeserver.state.auth_rules import AuthError
 from homeserver.storage.database import Database
+from homeserver.storage.stores.event_batch import ClientTxn
 from homeserver.types.room_versions import KNOWN_ROOM_VERSIONS, V1, V10, V12, RoomVersion
 from tests.conftest import DbConfig, run_on_reactor
 from tests.storage.events_helpers import (
@@ -326,3 +327,68 @@ def test_acknowledged_event_survives_kill_9(db_config: DbConfig, reactor: Any) -
         assert KNOWN_ROOM_VERSIONS[run_on_reactor(storage.rooms.get_room_version(room_id))]
     finally:
         run_on_reactor(db.close())
+
+
+# -- client transactions and replaced state
+
+
+async def test_client_transaction_returns_the_first_event(database: Database, reactor: Any) -> None:
+    """The same client transaction gives the first event back, even from a fresh persister."""
+    storage, persister = await setup_persister(database, reactor)
+    room_id = await local_room(persister)
+    txn = ClientTxn(ALICE, "d:PHONE", "txn1")
+    body = {"msgtype": "m.text", "body": "once"}
+    first, again = await defer.gatherResults(
+        [
+            defer.ensureDeferred(
+                persister.create_and_persist(room_id, "m.room.message", None, ALICE, body, txn=txn)
+            ),
+            defer.ensureDeferred(
+                persister.create_and_persist(room_id, "m.room.message", None, ALICE, body, txn=txn)
+            ),
+        ]
+    )
+    assert not first.duplicate and again.duplicate
+    assert again.event_id == first.event_id
+
+    # Another device, or another room, is another transaction.
+    other_device = await persister.create_and_persist(
+        room_id, "m.room.message", None, ALICE, body, txn=ClientTxn(ALICE, "d:LAPTOP", "txn1")
+    )
+    assert other_device.event_id != first.event_id
+
+    _, restarted = await setup_persister(database, reactor)
+    later = await restarted.create_and_persist(
+        room_id, "m.room.message", None, ALICE, body, txn=txn
+    )
+    assert later.duplicate and later.event_id == first.event_id
+    found = await storage.events.get_txn_ids_for_events([first.event_id, other_device.event_id])
+    assert found == {first.event_id: txn, other_device.event_id: ClientTxn(ALICE, "d:LAPTOP", "txn1")}
+    messages = [
+        e
+        for e in await storage.events.get_room_events_stream(
+            room_id, 0, storage.events.current_token()
+        )
+        if e.event.type == "m.room.message"
+    ]
+    assert len(messages) == 2
+
+
+async def test_state_events_record_what_they_replace(database: Database, reactor: Any) -> None:
+    storage, persister = await setup_persister(database, reactor)
+    room_id = await local_room(persister)
+    first = await persister.create_and_persist(room_id, "m.room.topic", "", ALICE, {"topic": "a"})
+    second = await persister.create_and_persist(room_id, "m.room.topic", "", ALICE, {"topic": "b"})
+    message = await persister.create_and_persist(
+        room_id, "m.room.message", None, ALICE, {"msgtype": "m.text", "body": "x"}
+    )
+    # From the cache filled by the write, then from the database.
+    for events in (
+        await storage.events.get_stored_events([first.event_id, second.event_id, message.event_id]),
+        await (await setup_persister(database, reactor))[0].events.get_stored_events(
+            [first.event_id, second.event_id, message.event_id]
+        ),
+    ):
+        assert events[first.event_id].replaces_state is None
+        assert events[second.event_id].replaces_state == first.event_id
+        assert events[message.event_id].replaces_state is None

@@ -69,6 +69,41 @@ SHIPPED_DELTAS = {
     "delta/6/01_server_keys.sql": (
         "bbcf9e5ee50c71e2c203d17a935e04caa3b26190a015745921c9fdb5d84bd856"
     ),
+    # Rooms: transaction IDs, forgetting, account data, filters, pagination, the
+    # directory (issue 5); the federation sender and receiver (issue 6).
+    "delta/7/01_event_extras.sql": (
+        "7a4f05f2c26bb37729cd838fdb068e1ac83ab8792001388854a021d199fe3254"
+    ),
+    "delta/8/01_forgotten_rooms.sql": (
+        "bdadc00e422f2c9d002e6a08f46039f775bda789b1027ee5a17d808667dbcde4"
+    ),
+    "delta/9/01_account_data.sql": (
+        "0c56f94d3bad28484e77a9666391f4220290d4e7718272fdb111ee3d127d53d9"
+    ),
+    "delta/9/01_account_data_stream.postgres.sql": (
+        "ef6abeb9d85fae97aa32c0976d266c3b580bd7931fa245c3e811342c53545df1"
+    ),
+    "delta/9/02_user_filters.postgres.sql": (
+        "1f221e297159216effde5e302d5626f9cde35c0fc44863499de0a8fcb9c1ea99"
+    ),
+    "delta/9/02_user_filters.sqlite.sql": (
+        "f7acd43ceca205dca024b11b051d2b34982fc253b2f78126d5c33be7def2dc3e"
+    ),
+    "delta/10/01_events_by_timestamp.sql": (
+        "c2237e7ba2742165cd5ca5259fd800761660104cddb0a3a8ab9ffdc510607e39"
+    ),
+    "delta/11/01_room_directory.sql": (
+        "c2b84594664ba86a9cb943c866c78693db1bbbd38266c1076e2ee3390a778f60"
+    ),
+    "delta/12/01_federation_sender.sql": (
+        "786a5bf231d371d29fe455038b2b1671a3ddbae5ee286149280a448d3061db61"
+    ),
+    "delta/13/01_received_transactions.sql": (
+        "078f0fa2d12a4305c7341852b70dd6049464de00ba020da8c33a1b237f98d6af"
+    ),
+    "delta/13/02_soft_failed_events.sql": (
+        "75e4a8ffe14aa3d9daea9ade82c05cc460878ef8e3e494559475f75ea6cfc38e"
+    ),
 }
 
 

@@ -42,7 +42,21 @@ SCHEMA_VERSION log:
        `current_state_delta_stream`, `room_memberships`, `current_memberships`.
     6: server keys: `server_signing_keys` (other servers' verify keys) and
        `server_key_responses` (their signed key answers, re-served as a notary).
+    7: `events.replaces_state`, and `event_txn_ids` (client transaction IDs of local events).
+    8: `forgotten_rooms` (rooms a user has forgotten, keyed to the leave or ban
+       that was current when they forgot).
+    9: account data and filters: `account_data` (+ sequence
+       `account_data_stream_seq`), `user_filters`.
+   10: index `events_room_origin_ts` on events (room_id, origin_server_ts), for
+       timestamp_to_event.
+   11: room directory: `room_aliases`, `published_rooms`, `room_stats`
+       (per-room directory summaries), `room_stats_position`.
+   12: federation sender: `destinations` (backoff timings,
+       last_successful_stream_ordering), `destination_rooms` (the newest event
+       owed per destination and room), `federation_sender_positions`.
+   13: `received_transactions` (answers to federation transactions, for
+       retries) and `events.soft_failed`.
 """
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 13
 """The schema version this code creates and runs on. Bump it with each new delta (see above)."""

@@ -13,11 +13,14 @@ functions inside one transaction.
 from __future__ import annotations
 
 from homeserver.storage.database import Database
+from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.admin_users import AdminUserStore
 from homeserver.storage.stores.devices import DeviceStore
+from homeserver.storage.stores.filters import FilterStore
 from homeserver.storage.stores.profiles import ProfileStore
 from homeserver.storage.stores.registration_tokens import RegistrationTokenStore
 from homeserver.storage.stores.server_keys import ServerKeyStore
+from homeserver.storage.stores.sync import SyncStore
 from homeserver.storage.stores.threepids import ThreepidStore
 from homeserver.storage.stores.tokens import TokenStore
 from homeserver.storage.stores.ui_auth import UIAuthStore
@@ -36,6 +39,9 @@ class Storage:
     registration_tokens: RegistrationTokenStore
     admin_users: AdminUserStore
     server_keys: ServerKeyStore
+    account_data: AccountDataStore
+    filters: FilterStore
+    sync: SyncStore
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -48,3 +54,6 @@ class Storage:
         self.registration_tokens = RegistrationTokenStore(db)
         self.admin_users = AdminUserStore(db)
         self.server_keys = ServerKeyStore(db)
+        self.account_data = AccountDataStore(db)
+        self.filters = FilterStore(db)
+        self.sync = SyncStore(db)

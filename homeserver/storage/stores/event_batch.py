@@ -44,6 +44,16 @@ class StaleExtremitiesError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ClientTxn:
+    """A client's transaction ID for a local event, with its scope (see `event_txn_ids`)."""
+
+    user_id: str
+    scope: str
+    """"d:<device_id>", or "t:<access token hash>" for requests without a device."""
+    txn_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class EventWrite:
     """One event of a batch: what to store for it."""
 
@@ -54,6 +64,12 @@ class EventWrite:
     """State group (stored or provisional) of the state before; None for an empty state."""
     state_after: int | None = None
     """State group of the state after; None for an outlier (no state known)."""
+    replaces_state: str | None = None
+    """For an accepted state event: the event at its key in the state before."""
+    txn: ClientTxn | None = None
+    """The client transaction a local event was sent in."""
+    soft_failed: bool = False
+    """An accepted remote event that fails auth against the current state (`events.soft_failed`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +125,7 @@ def persist_batch_txn(
     auth_edges: list[tuple[str, str]] = []
     state_rows: list[tuple[str, int | None, int | None]] = []
     member_rows: list[tuple[str, str, str, str, str, int]] = []
+    txn_rows: list[tuple[str, str, str, str, str, int]] = []
     for write, position in zip(batch.events, positions, strict=True):
         ev = write.event
         event_rows.append(
@@ -127,8 +144,14 @@ def persist_batch_txn(
                 write.rejected_reason,
                 ev.redacts,
                 encode_canonical_json(ev.pdu_json()).decode("utf-8"),
+                write.replaces_state,
             )
         )
+        if write.txn is not None:
+            t = write.txn
+            txn_rows.append(
+                (t.user_id, t.scope, ev.room_id, t.txn_id, ev.event_id, batch.received_ts)
+            )
         edges.extend((ev.event_id, p) for p in dict.fromkeys(ev.prev_event_ids))
         auth_edges.extend((ev.event_id, a) for a in dict.fromkeys(ev.auth_event_ids))
         if not write.outlier:
@@ -146,8 +169,17 @@ def persist_batch_txn(
     txn.executemany(
         "INSERT INTO events (event_id, room_id, room_version, type, state_key, sender, depth,"
         " stream_ordering, origin_server_ts, received_ts, outlier, rejected_reason, redacts,"
-        " json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " json, replaces_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         event_rows,
+    )
+    txn.executemany(
+        "INSERT INTO event_txn_ids (user_id, scope, room_id, txn_id, event_id, inserted_ts)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        txn_rows,
+    )
+    txn.executemany(
+        "UPDATE events SET soft_failed = ? WHERE event_id = ?",
+        [(True, w.event.event_id) for w in batch.events if w.soft_failed],
     )
     txn.executemany(
         "INSERT INTO event_edges (event_id, prev_event_id) VALUES (?, ?) ON CONFLICT DO NOTHING",

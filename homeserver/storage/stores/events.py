@@ -22,7 +22,12 @@ from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Transaction
 from homeserver.storage.lru import LruCache
-from homeserver.storage.stores.event_batch import BatchResult, RoomBatch, persist_batch_txn
+from homeserver.storage.stores.event_batch import (
+    BatchResult,
+    ClientTxn,
+    RoomBatch,
+    persist_batch_txn,
+)
 from homeserver.storage.stores.state import StateGroup, StateStore, chunks, placeholders
 from homeserver.storage.streams import StreamIdGenerator
 from homeserver.types.events import EventBase, make_event
@@ -37,6 +42,8 @@ class StoredEvent:
     stream_ordering: int
     outlier: bool
     rejected_reason: str | None
+    replaces_state: str | None = None
+    """For an accepted state event: the event it replaced at its key (None if the key was new)."""
 
     @property
     def event_id(self) -> str:
@@ -51,7 +58,9 @@ class StoredEvent:
 # -- reads
 
 
-_EVENT_COLUMNS = "event_id, room_version, stream_ordering, outlier, rejected_reason, json"
+_EVENT_COLUMNS = (
+    "event_id, room_version, stream_ordering, outlier, rejected_reason, json, replaces_state"
+)
 
 
 def _get_events_txn(txn: Transaction, event_ids: Sequence[str]) -> list[tuple[object, ...]]:
@@ -66,10 +75,16 @@ def _get_events_txn(txn: Transaction, event_ids: Sequence[str]) -> list[tuple[ob
 
 
 def _row_to_stored(row: tuple[object, ...]) -> StoredEvent:
-    event_id, version, stream_ordering, outlier, rejected_reason, raw = row
+    event_id, version, stream_ordering, outlier, rejected_reason, raw, replaces = row
     room_version = KNOWN_ROOM_VERSIONS[str(version)]
     event = make_event(json.loads(str(raw)), room_version, event_id=str(event_id))
-    return StoredEvent(event, int(stream_ordering), bool(outlier), rejected_reason)  # type: ignore[call-overload, arg-type]
+    return StoredEvent(
+        event,
+        int(stream_ordering),  # type: ignore[call-overload]
+        bool(outlier),
+        rejected_reason,  # type: ignore[arg-type]
+        replaces,  # type: ignore[arg-type]
+    )
 
 
 def _edges_txn(txn: Transaction, table: str, column: str, event_id: str) -> list[str]:
@@ -89,11 +104,45 @@ def _referenced_txn(txn: Transaction, event_ids: Sequence[str]) -> set[str]:
             "SELECT DISTINCT e.prev_event_id FROM event_edges e"
             " JOIN events ev ON ev.event_id = e.event_id"
             f" WHERE e.prev_event_id IN ({placeholders(len(chunk))})"
-            " AND NOT ev.outlier AND ev.rejected_reason IS NULL",
+            " AND NOT ev.outlier AND ev.rejected_reason IS NULL AND NOT ev.soft_failed",
             chunk,
         )
         found.update(row[0] for row in txn.fetchall())
     return found
+
+
+def _event_ids_for_txns_txn(
+    txn: Transaction, room_id: str, txns: Sequence[ClientTxn]
+) -> dict[ClientTxn, str]:
+    found: dict[ClientTxn, str] = {}
+    for t in txns:
+        txn.execute(
+            "SELECT event_id FROM event_txn_ids"
+            " WHERE user_id = ? AND scope = ? AND room_id = ? AND txn_id = ?",
+            (t.user_id, t.scope, room_id, t.txn_id),
+        )
+        row = txn.fetchone()
+        if row is not None:
+            found[t] = row[0]
+    return found
+
+
+def _txn_ids_for_events_txn(txn: Transaction, event_ids: Sequence[str]) -> dict[str, ClientTxn]:
+    found: dict[str, ClientTxn] = {}
+    for chunk in chunks(event_ids):
+        txn.execute(
+            "SELECT event_id, user_id, scope, txn_id FROM event_txn_ids"
+            f" WHERE event_id IN ({placeholders(len(chunk))})",
+            chunk,
+        )
+        for event_id, user_id, scope, txn_id in txn.fetchall():
+            found[event_id] = ClientTxn(user_id, scope, txn_id)
+    return found
+
+
+def _delete_old_txn_ids_txn(txn: Transaction, before_ts: int) -> int:
+    txn.execute("DELETE FROM event_txn_ids WHERE inserted_ts < ?", (before_ts,))
+    return int(txn.rowcount)
 
 
 def _extremity_info_txn(txn: Transaction, room_id: str) -> list[tuple[str, int]]:
@@ -110,7 +159,7 @@ def _room_stream_txn(
 ) -> list[str]:
     txn.execute(
         "SELECT event_id FROM events WHERE room_id = ? AND stream_ordering > ?"
-        " AND stream_ordering <= ? AND NOT outlier AND rejected_reason IS NULL"
+        " AND stream_ordering <= ? AND NOT outlier AND rejected_reason IS NULL AND NOT soft_failed"
         f" ORDER BY stream_ordering {'DESC' if backwards else 'ASC'} LIMIT ?",
         (room_id, after, up_to, limit),
     )
@@ -121,7 +170,7 @@ def _room_topological_txn(
     txn: Transaction, room_id: str, start: tuple[int, int] | None, limit: int, backwards: bool
 ) -> list[str]:
     sql = (
-        "SELECT event_id FROM events WHERE room_id = ? AND NOT outlier AND rejected_reason IS NULL"
+        "SELECT event_id FROM events WHERE room_id = ? AND NOT outlier AND rejected_reason IS NULL AND NOT soft_failed"
     )
     args: list[object] = [room_id]
     if start is not None:
@@ -167,7 +216,13 @@ class EventStore:
         for write, position in zip(batch.events, positions, strict=True):
             self._cache.set(
                 write.event.event_id,
-                StoredEvent(write.event, position, write.outlier, write.rejected_reason),
+                StoredEvent(
+                    write.event,
+                    position,
+                    write.outlier,
+                    write.rejected_reason,
+                    write.replaces_state,
+                ),
             )
         self._state.remember_groups(
             StateGroup(
@@ -191,6 +246,28 @@ class EventStore:
         if batch.current_state is not None:
             self._state.remember_current_state(batch.room_id, batch.current_state)
         return result
+
+    async def get_event_ids_for_txns(
+        self, room_id: str, txns: Collection[ClientTxn]
+    ) -> dict[ClientTxn, str]:
+        """The events already sent in these client transactions (in this room)."""
+        return await self._db.run_interaction(
+            "get_event_ids_for_txns", _event_ids_for_txns_txn, room_id, list(txns)
+        )
+
+    async def get_txn_ids_for_events(self, event_ids: Collection[str]) -> dict[str, ClientTxn]:
+        """The client transaction each of these local events was sent in, where known."""
+        if not event_ids:
+            return {}
+        return await self._db.run_interaction(
+            "get_txn_ids_for_events", _txn_ids_for_events_txn, list(event_ids)
+        )
+
+    async def delete_old_txn_ids(self, before_ts: int) -> int:
+        """Forget transaction IDs recorded before `before_ts`; how many were deleted."""
+        return await self._db.run_interaction(
+            "delete_old_txn_ids", _delete_old_txn_ids_txn, before_ts
+        )
 
     def current_token(self) -> int:
         """The events stream position up to which everything is persisted."""
