@@ -8,7 +8,7 @@ metric the server exports is declared here, so the list is in one place and
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
     "homeserver_http_requests_total",
@@ -34,4 +34,21 @@ REACTOR_TICK_DURATION = Histogram(
     "homeserver_reactor_tick_seconds",
     "Time the reactor spent in one iteration (running callbacks and I/O).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+FEDERATION_TRANSACTIONS = Counter(
+    "homeserver_federation_transactions_total",
+    "Transactions sent to other servers, by outcome (sent, rejected, failed).",
+    ["outcome"],
+)
+FEDERATION_PDUS_SENT = Counter(
+    "homeserver_federation_pdus_sent_total",
+    "PDUs in transactions that other servers accepted (answered 200).",
+)
+FEDERATION_EDUS_SENT = Counter(
+    "homeserver_federation_edus_sent_total",
+    "EDUs in transactions that other servers accepted (answered 200).",
+)
+FEDERATION_DESTINATIONS_BACKING_OFF = Gauge(
+    "homeserver_federation_destinations_backing_off",
+    "Destinations whose last transaction failed, retried with a growing interval.",
 )

@@ -42,10 +42,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from prometheus_client import Gauge
 from twisted.application.service import Service
 from twisted.internet import defer, task
 
+from homeserver import metrics
 from homeserver.clock import Clock
 from homeserver.federation.backoff import RetrySchedule
 from homeserver.federation.client import FederationClient
@@ -69,12 +69,6 @@ DEFAULT_WAKE_INTERVAL_SECONDS = 60.0
 EVENTS_PER_READ = 500
 """How many rows of the events stream the sender reads at a time."""
 WAKES_PER_PAGE = 100
-
-DESTINATIONS_BACKING_OFF = Gauge(
-    "homeserver_federation_destinations_backing_off",
-    "Destinations whose last transaction failed, retried with a growing interval.",
-)
-
 
 def _server_of(user_id: str) -> str | None:
     _, sep, server = user_id.partition(":")
@@ -146,7 +140,7 @@ class FederationSender(Service):
             )
         self._position = self._stored_position = position
         self._failing = set(await self.store.get_failing_destinations())
-        DESTINATIONS_BACKING_OFF.set(len(self._failing))
+        metrics.FEDERATION_DESTINATIONS_BACKING_OFF.set(len(self._failing))
         if self._stopping:
             return
         self._kick_distributor()
@@ -262,7 +256,7 @@ class FederationSender(Service):
             self._failing.add(destination)
         else:
             self._failing.discard(destination)
-        DESTINATIONS_BACKING_OFF.set(len(self._failing))
+        metrics.FEDERATION_DESTINATIONS_BACKING_OFF.set(len(self._failing))
 
     async def catch_up_events(
         self, destination: str, room: DestinationRoom, after: int, before: int | None

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from prometheus_client import Counter
-
+from homeserver import metrics
 from homeserver.clock import Clock
 from homeserver.federation.client import FederationClient, HttpResponseError, RequestSendFailed
 from homeserver.storage.stores.events import StoredEvent
@@ -40,20 +39,6 @@ logger = logging.getLogger(__name__)
 
 MAX_PDUS_PER_TRANSACTION = 50
 MAX_EDUS_PER_TRANSACTION = 100
-
-TRANSACTIONS = Counter(
-    "homeserver_federation_transactions_total",
-    "Transactions sent to other servers, by outcome (sent, rejected, failed).",
-    ["outcome"],
-)
-PDUS_SENT = Counter(
-    "homeserver_federation_pdus_sent_total",
-    "PDUs in transactions that other servers accepted (answered 200).",
-)
-EDUS_SENT = Counter(
-    "homeserver_federation_edus_sent_total",
-    "EDUs in transactions that other servers accepted (answered 200).",
-)
 
 RedactionLookup = Callable[[Iterable[StoredEvent]], Awaitable[Mapping[str, StoredEvent]]]
 """Event ID -> the redaction that applies to it, for the redacted ones among some events."""
@@ -144,15 +129,15 @@ class TransactionSender:
                 )
             else:
                 logger.info("TX [%s] %s: %s", destination, txn_id, e)
-            TRANSACTIONS.labels(outcome.value).inc()
+            metrics.FEDERATION_TRANSACTIONS.labels(outcome.value).inc()
             return outcome
         except RequestSendFailed as e:
             logger.info("TX [%s] %s: failed: %s", destination, txn_id, e)
-            TRANSACTIONS.labels(Outcome.FAILED.value).inc()
+            metrics.FEDERATION_TRANSACTIONS.labels(Outcome.FAILED.value).inc()
             return Outcome.FAILED
-        TRANSACTIONS.labels(Outcome.SENT.value).inc()
-        PDUS_SENT.inc(len(pdus))
-        EDUS_SENT.inc(len(edus))
+        metrics.FEDERATION_TRANSACTIONS.labels(Outcome.SENT.value).inc()
+        metrics.FEDERATION_PDUS_SENT.inc(len(pdus))
+        metrics.FEDERATION_EDUS_SENT.inc(len(edus))
         _log_pdu_errors(destination, txn_id, answer)
         return Outcome.SENT
 
