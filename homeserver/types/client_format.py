@@ -6,8 +6,9 @@ Spec: client-server API "Room Events" / "Types of room events"; the
 m.room.redaction schema (top-level `redacts` only in room versions 1..10).
 
 Keeps `event_id`, `type`, `state_key` (state events only), `sender`,
-`origin_server_ts`, `content`, `room_id` (unless left out), `redacts` (where
-the format has it at the top level) and `unsigned` as supplied by the caller;
+`origin_server_ts`, `content`, `room_id` (unless left out), `redacts` (top
+level for m.room.redaction in every room version: v11+ keeps it in the content
+as well) and `unsigned` as supplied by the caller;
 drops federation-only keys (`hashes`, `signatures`, `depth`, `prev_events`,
 `auth_events`, `origin`, the PDU's own `unsigned`, ...).
 """
@@ -45,7 +46,9 @@ def serialize_event(
         result["state_key"] = event.state_key
     if include_room_id:
         result["room_id"] = event.room_id
-    if not event.room_version.event_format.redacts_in_content and event.redacts is not None:
+    if event.type == "m.room.redaction" and event.redacts is not None:
+        # From v11 `redacts` lives in the content; clients written before that
+        # read it at the top level, so it is served there too (rooms/v11, as Synapse).
         result["redacts"] = event.redacts
     if unsigned:
         result["unsigned"] = thaw(unsigned)

@@ -60,8 +60,9 @@ def test_message_event_has_no_state_key() -> None:
     assert "state_key" not in out
 
 
-def test_redacts_top_level_only_before_v11() -> None:
-    """m.room.redaction: top-level `redacts` in v1..v10; in content only from v11."""
+def test_redacts_at_the_top_level_in_every_version() -> None:
+    """m.room.redaction: top-level `redacts` in v1..v10; from v11 in the content, and copied to
+    the top level for older clients (rooms/v11: "servers should add it")."""
     old = pdu(type="m.room.redaction", content={}, redacts="$t")
     del old["state_key"]
     assert (
@@ -71,7 +72,13 @@ def test_redacts_top_level_only_before_v11() -> None:
     new = pdu(type="m.room.redaction", content={"redacts": "$t"})
     del new["state_key"]
     out = serialize_event(make_event(new, KNOWN_ROOM_VERSIONS["11"], event_id="$r"))
-    assert "redacts" not in out and out["content"]["redacts"] == "$t"
+    assert out["redacts"] == "$t" and out["content"]["redacts"] == "$t"
+    # Only redactions: another event's content.redacts means nothing.
+    other = pdu(type="m.room.message", content={"redacts": "$t", "body": "x"})
+    del other["state_key"]
+    assert "redacts" not in serialize_event(
+        make_event(other, KNOWN_ROOM_VERSIONS["11"], event_id="$o")
+    )
 
 
 def test_output_is_mutable_and_independent() -> None:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from homeserver.api.http import Auth, JsonDict, Servlet, SiteRequest
 
-# A spec version is listed once every client-server endpoint it requires is
-# served here; until accounts and rooms exist (issues 4 and 5) none is.
-SPEC_VERSIONS: tuple[str, ...] = ()
+# The spec versions whose core a client relies on is served: accounts, rooms,
+# messages, state, /sync, pagination and the directory (as each version
+# defines them). Clients decide from this list which paths and behaviours to
+# use; without it, Element and other clients refuse the server outright.
+# Feature modules not built yet (end-to-end encryption, push rules, receipts,
+# typing, presence, media) answer 404 M_UNRECOGNIZED, which clients treat as
+# a feature the server lacks.
+SPEC_VERSIONS: tuple[str, ...] = tuple(f"v1.{minor}" for minor in range(1, 13))
 
 # Unstable features (MSC flags) this server implements, each with its MSC number.
 UNSTABLE_FEATURES: dict[str, bool] = {}
