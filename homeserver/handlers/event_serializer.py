@@ -268,9 +268,12 @@ class EventSerializer:
             if not stored.outlier:
                 by_room.setdefault(stored.event.room_id, []).append(stored)
         result: dict[str, str] = {}
+        histories = await self._storage.rooms.get_membership_histories(list(by_room), user_id)
+        member_events = await self._storage.events.get_stored_events(
+            [h[0] for history in histories.values() for h in history]
+        )
         for room_id, room_events in by_room.items():
-            history = await self._storage.rooms.get_membership_history(room_id, user_id)
-            member_events = await self._storage.events.get_stored_events([h[0] for h in history])
+            history = histories.get(room_id, [])
             changes = sorted(
                 (member_events[event_id].topological_ordering, membership)
                 for event_id, membership, _ in history

@@ -34,7 +34,7 @@ user's membership history per room.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from homeserver.state.auth_common import INVITE, JOIN, LEAVE, MEMBER, membership_of
 from homeserver.storage.room_storage import RoomStorage
@@ -124,22 +124,38 @@ class _StateAtEvents:
 
 
 class _LaterJoins:
-    """Rule 3's question, "did the user join after this event?", one history read per room."""
+    """Rule 3's question, "did the user join after this event?", from one history read."""
 
     def __init__(self, room_storage: RoomStorage, user_id: str) -> None:
         self._room_storage = room_storage
         self._user_id = user_id
         self._last_join: dict[str, tuple[int, int] | None] = {}
 
+    async def load(self, room_ids: Collection[str]) -> None:
+        """Read the user's joins in these rooms (all at once: a /sync asks about many rooms)."""
+        wanted = [r for r in room_ids if r not in self._last_join]
+        histories = await self._room_storage.rooms.get_membership_histories(wanted, self._user_id)
+        join_ids = [
+            event_id
+            for history in histories.values()
+            for event_id, membership, _ in history
+            if membership == JOIN
+        ]
+        joins = await self._room_storage.events.get_stored_events(join_ids)
+        for room_id in wanted:
+            self._last_join[room_id] = max(
+                (
+                    joins[event_id].topological_ordering
+                    for event_id, membership, _ in histories.get(room_id, [])
+                    if membership == JOIN and event_id in joins and not joins[event_id].outlier
+                ),
+                default=None,
+            )
+
     async def joined_after(self, stored: StoredEvent) -> bool:
         room_id = stored.event.room_id
         if room_id not in self._last_join:
-            history = await self._room_storage.rooms.get_membership_history(room_id, self._user_id)
-            join_ids = [event_id for event_id, membership, _ in history if membership == JOIN]
-            joins = await self._room_storage.events.get_stored_events(join_ids)
-            self._last_join[room_id] = max(
-                (j.topological_ordering for j in joins.values() if not j.outlier), default=None
-            )
+            await self.load([room_id])
         last = self._last_join[room_id]
         return last is not None and last > stored.topological_ordering
 
@@ -167,6 +183,8 @@ async def filter_events_for_client(
     later_joins = (
         _LaterJoins(room_storage, user_id) if user_id is not None and not is_peeking else None
     )
+    if later_joins is not None:
+        await later_joins.load({e.event.room_id for e in candidates})
     visible: list[StoredEvent] = []
     for stored in candidates:
         event = stored.event

@@ -115,6 +115,11 @@ async def test_round_trip(database: Database, version: RoomVersion) -> None:
     assert await fresh.rooms.get_membership_history(ROOM, BOB) == [
         (join.event_id, "join", stored[join.event_id].stream_ordering)
     ]
+    assert await fresh.rooms.get_membership_histories([ROOM, "!other:test"], BOB) == {
+        ROOM: [(join.event_id, "join", stored[join.event_id].stream_ordering)],
+        "!other:test": [],
+    }
+    assert await fresh.rooms.get_membership_histories([], BOB) == {}
     assert fresh.events.current_token() == stored[join.event_id].stream_ordering
 
 
