@@ -29,9 +29,13 @@ from homeserver.crypto.notary import KeyNotary
 from homeserver.crypto.server_keys import LocalServerKeys
 from homeserver.crypto.tls import ReloadableServerTls, TlsLoadError
 from homeserver.federation.auth import FederationAuthenticator
+from homeserver.federation.backfill import FederationBackfiller
 from homeserver.federation.backoff import RetrySchedule
 from homeserver.federation.client import FederationClient
+from homeserver.federation.queries import FederationQueries
+from homeserver.federation.reads import FederationReadHandler
 from homeserver.federation.receiver import FederationReceiver
+from homeserver.federation.resident import ResidentMembership
 from homeserver.federation.sender import FederationSender
 from homeserver.handlers.account import AccountHandler
 from homeserver.handlers.account_data import AccountDataHandler
@@ -50,6 +54,7 @@ from homeserver.handlers.login import LoginHandler, LoginRatelimiters, PasswordS
 from homeserver.handlers.mailer import Mailer
 from homeserver.handlers.membership import MembershipHandler
 from homeserver.handlers.notifier import Notifier
+from homeserver.handlers.openid import OpenIdHandler
 from homeserver.handlers.pagination import PaginationHandler
 from homeserver.handlers.passwords import PasswordHasher, PasswordPolicy
 from homeserver.handlers.profile import ProfileHandler
@@ -66,6 +71,7 @@ from homeserver.handlers.registration_tokens import (
     RegistrationTokenHandler,
     RegistrationTokenStageChecker,
 )
+from homeserver.handlers.remote_membership import RemoteMembershipHandler
 from homeserver.handlers.room_creation import RoomCreationHandler
 from homeserver.handlers.room_directory import RoomDirectoryHandler
 from homeserver.handlers.room_events import RoomEventHandler
@@ -101,6 +107,7 @@ class HomeServer:
     message_limiter: Ratelimiter
     room_creation: RoomCreationHandler
     membership: MembershipHandler
+    remote_membership: RemoteMembershipHandler
     room_upgrade: RoomUpgradeHandler
     room_events: RoomEventHandler
     pagination: PaginationHandler
@@ -129,6 +136,11 @@ class HomeServer:
     housekeeping: AccountsHousekeeping
     federation_sender: FederationSender
     federation_receiver: FederationReceiver
+    resident_membership: ResidentMembership
+    federation_reads: FederationReadHandler
+    backfiller: FederationBackfiller
+    federation_queries: FederationQueries
+    openid: OpenIdHandler
     services: list[Service]
 
     def __init__(
@@ -222,6 +234,7 @@ class HomeServer:
             self.message_limiter,
         )
         self.profile.add_change_listener(self.membership.propagate_profile)
+        self.membership.use_remote(self.remote_membership)
         self.room_upgrade = RoomUpgradeHandler(
             config.server.server_name,
             self.clock,
@@ -342,6 +355,7 @@ class HomeServer:
             clock, limits.rc_registration_token_validity, name="rc_registration_token_validity"
         )
         self.profile = ProfileHandler(server_name, storage)
+        self.openid = OpenIdHandler(server_name, clock, storage.openid)
         self.account = AccountHandler(
             storage, self.ui_auth, self.hasher, self.password_policy, config.auth, self.threepids
         )
@@ -391,6 +405,21 @@ class HomeServer:
             fed.trusted_key_servers,
         )
         self.key_notary = KeyNotary(clock, storage.server_keys, self.keyring, self.local_keys)
+        # Our users' joins, leaves, knocks and invites that go through other servers.
+        self.remote_membership = RemoteMembershipHandler(
+            server_name,
+            clock,
+            self.signing_key,  # type: ignore[arg-type]
+            self.room_storage,
+            self.event_persister,
+            self.federation_client,
+            self.keyring,
+            storage.sync,
+        )
+        # Other servers' aliases, profiles and room directories, for our clients.
+        self.federation_queries = FederationQueries(clock, self.federation_client)
+        self.room_directory.use_federation(self.federation_queries)
+        self.profile.use_federation(self.federation_queries)
         self.federation_authenticator = FederationAuthenticator(
             server_name, clock, self.keyring
         )
@@ -420,6 +449,34 @@ class HomeServer:
         )
         self.services.append(self.federation_receiver)
         self.federation_receiver.add_origin_listener(self.federation_sender.on_remote_server_up)
+        # Other servers' users joining, leaving and knocking on our rooms; invites of ours.
+        self.resident_membership = ResidentMembership(
+            server_name,
+            self.signing_key,  # type: ignore[arg-type]
+            self.room_storage,
+            self.event_persister,
+            self.keyring,
+            storage.sync,
+            self.federation_receiver.server_allowed_in_room,
+            storage.users,
+        )
+        # Other servers' reads of our rooms, and our backfill of rooms from them.
+        self.federation_reads = FederationReadHandler(
+            server_name,
+            clock,
+            self.room_storage,
+            self.event_serializer.get_applied_redactions,
+            self.federation_receiver.server_allowed_in_room,
+        )
+        self.backfiller = FederationBackfiller(
+            server_name,
+            self.room_storage,
+            self.federation_client,
+            self.keyring,
+            self.event_persister,
+            self.federation_receiver.gaps,
+        )
+        self.pagination.backfiller = self.backfiller
         key_server_warning = fed.key_server_warning()
         if key_server_warning:
             logger.warning("%s", key_server_warning)

@@ -33,6 +33,7 @@ from homeserver.api.client.messages import (
     RoomMessagesServlet,
     TimestampToEventServlet,
 )
+from homeserver.api.client.openid import OpenIdRequestTokenServlet
 from homeserver.api.client.profile import ProfileFieldServlet, ProfileServlet
 from homeserver.api.client.register import (
     RegisterAvailableServlet,
@@ -55,6 +56,9 @@ from homeserver.api.discovery import ClientWellKnownServlet, ServerWellKnownServ
 from homeserver.api.health import HealthServlet, MetricsServlet
 from homeserver.api.http import Router, Servlet
 from homeserver.federation.keys import BulkKeyQueryServlet, KeyQueryServlet, ServerKeyServlet
+from homeserver.federation.membership_servlets import resident_membership_servlets
+from homeserver.federation.query_servlets import query_servlets
+from homeserver.federation.read_servlets import federation_read_servlets
 from homeserver.federation.server import FederationVersionServlet
 from homeserver.federation.transaction_servlet import FederationSendServlet
 
@@ -92,6 +96,7 @@ def client_servlets(hs: HomeServer) -> list[Servlet]:
         RoomMessagesServlet(hs.pagination),
         RoomEventContextServlet(hs.pagination),
         TimestampToEventServlet(hs.pagination),
+        OpenIdRequestTokenServlet(hs.openid),
     ]
     registration = hs.config.registration
     if registration.login_via_existing_session:
@@ -172,7 +177,12 @@ def build_router(
         groups.append(
             (
                 "federation" in gzipped,
-                [FederationVersionServlet(), FederationSendServlet(hs.federation_receiver)],
+                [FederationVersionServlet(), FederationSendServlet(hs.federation_receiver)]
+                + query_servlets(
+                    hs.config.server.server_name, hs.room_directory, hs.profile, hs.openid
+                )
+                + federation_read_servlets(hs.federation_reads)
+                + resident_membership_servlets(hs.resident_membership),
             )
         )
     if "metrics" in names:

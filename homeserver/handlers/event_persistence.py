@@ -180,6 +180,35 @@ class EventPersister:
         draft = LocalDraft(type, state_key, sender, content, redacts, txn)
         return await self._enqueue(room_id, _Work(draft=draft))
 
+    async def build_template(
+        self,
+        room_id: str,
+        type: str,
+        state_key: str | None,
+        sender: str,
+        content: Mapping[str, Any],
+    ) -> tuple[EventBase, StateMap]:
+        """An event at the head of the room for another server to complete (make_join,
+        make_leave, make_knock): (the event, the state before it). Never stored.
+
+        Built as `create_and_persist` builds a local event (prev_events, auth_events,
+        depth), but for any sender; it carries our signature only so that it is a
+        valid event to check: the other server signs its own copy. Raises AuthError
+        if the rules forbid it against the state before it, MatrixError M_NOT_FOUND
+        for a room we have no state of.
+        """
+        view = await self._view(room_id)
+        builder = BatchBuilder(self._storage, view, self._clock.time_msec())
+        draft = LocalDraft(type, state_key, sender, content)
+        event, (_, state) = await builder.build_local(
+            draft,
+            server_name=self._server_name,
+            signing_key=self._signing_key,
+            now_ms=self._clock.time_msec(),
+        )
+        await builder.check_auth(event, state)
+        return event, state
+
     async def create_room(
         self,
         creator: str,

@@ -29,9 +29,14 @@ refusal is 403 M_FORBIDDEN naming the rule). Around them, as Synapse does:
 - membership changes count against `rc_message`, like every event a client
   sends.
 
-Rooms on other servers and users of other servers need federation, which
-does not exist yet: a room this server does not hold is 404 M_NOT_FOUND, and
-invites go to local users only (400 M_INVALID_PARAM). Third-party invites
+Rooms on other servers and users of other servers go through federation
+(`homeserver.handlers.remote_membership`): when no local user is joined to the
+room and there is another server to ask, a user's own join, knock or leave
+(rejecting an invite, withdrawing a knock) is made through the servers the
+client named (`via`), the alias resolved to, the room ID's server and the
+server that invited the user; an invite of another server's user is sent to
+that server to sign before it is stored. With no server to ask, a room this
+server does not hold is 404 M_NOT_FOUND. Third-party invites
 (`third_party_signed`) need an identity server binding: 400 M_INVALID_PARAM.
 
 Forgetting (`forget`) is allowed once the user has left or been banned (400
@@ -47,13 +52,14 @@ displayname or avatar_url change).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from homeserver.handlers.auth import Requester
 from homeserver.handlers.event_persistence import EventPersister, PersistedEvent
 from homeserver.handlers.profile import MAX_AVATAR_URL_LEN, MAX_DISPLAYNAME_LEN
 from homeserver.handlers.ratelimit import Ratelimiter
+from homeserver.handlers.remote_membership import RemoteMembershipHandler, servers_of
 from homeserver.handlers.room_events import has_txn_scope, txn_scope
 from homeserver.state.auth_common import (
     AUTHORISING_USER,
@@ -138,20 +144,32 @@ class MembershipHandler:
         self._profiles = profiles
         self._directory = directory
         self._limiter = request_limiter
+        self._remote: RemoteMembershipHandler | None = None
+
+    def use_remote(self, remote: RemoteMembershipHandler) -> None:
+        """Make joins, leaves, knocks and invites that need other servers through `remote`.
+
+        Set after construction: federation is built after the room handlers.
+        """
+        self._remote = remote
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.partition(":")[2] == self._server_name
 
     async def resolve_room(self, room_id_or_alias: str) -> str:
         """The room an ID or alias names: 400 M_INVALID_PARAM if neither, 404 for an unknown alias."""
+        return (await self.resolve_room_and_servers(room_id_or_alias))[0]
+
+    async def resolve_room_and_servers(self, room_id_or_alias: str) -> tuple[str, list[str]]:
+        """The room an ID or alias names and the servers an alias says to join it through."""
         try:
             if room_id_or_alias.startswith("#"):
                 alias = str(parse_room_alias(room_id_or_alias))
                 resolved = await self._directory.resolve_alias(alias)
                 if resolved is None:
                     raise MatrixError(Codes.NOT_FOUND, f"Room alias {alias} not found")
-                return resolved[0]
-            return str(parse_room_id(room_id_or_alias))
+                return resolved[0], list(resolved[1])
+            return str(parse_room_id(room_id_or_alias)), []
         except InvalidIdentifier as e:
             raise MatrixError(Codes.INVALID_PARAM, f"{room_id_or_alias!r}: {e}") from e
 
@@ -162,9 +180,14 @@ class MembershipHandler:
         *,
         reason: str | None = None,
         third_party_signed: Mapping[str, Any] | None = None,
+        servers: Sequence[str] = (),
     ) -> str:
-        """POST /join/{roomIdOrAlias} and POST /rooms/{roomId}/join: the joined room's ID."""
-        room_id = await self.resolve_room(room_id_or_alias)
+        """POST /join/{roomIdOrAlias} and POST /rooms/{roomId}/join: the joined room's ID.
+
+        `servers` (the `via` hints) are where to join through if the room is
+        on other servers only.
+        """
+        room_id, alias_servers = await self.resolve_room_and_servers(room_id_or_alias)
         await self.update_membership(
             requester,
             requester.user_id,
@@ -172,15 +195,28 @@ class MembershipHandler:
             JOIN,
             reason=reason,
             third_party_signed=third_party_signed,
+            servers=[*servers, *alias_servers],
         )
         return room_id
 
     async def knock(
-        self, requester: Requester, room_id_or_alias: str, *, reason: str | None = None
+        self,
+        requester: Requester,
+        room_id_or_alias: str,
+        *,
+        reason: str | None = None,
+        servers: Sequence[str] = (),
     ) -> str:
         """POST /knock/{roomIdOrAlias}: the knocked room's ID."""
-        room_id = await self.resolve_room(room_id_or_alias)
-        await self.update_membership(requester, requester.user_id, room_id, KNOCK, reason=reason)
+        room_id, alias_servers = await self.resolve_room_and_servers(room_id_or_alias)
+        await self.update_membership(
+            requester,
+            requester.user_id,
+            room_id,
+            KNOCK,
+            reason=reason,
+            servers=[*servers, *alias_servers],
+        )
         return room_id
 
     async def update_membership(
@@ -195,11 +231,13 @@ class MembershipHandler:
         content: Mapping[str, Any] | None = None,
         third_party_signed: Mapping[str, Any] | None = None,
         ratelimit: bool = True,
+        servers: Sequence[str] = (),
     ) -> PersistedEvent:
         """Make `action` happen to `target_user_id` in the room, as the requester; the event.
 
         `content` is the m.room.member content to start from (PUT
         .../state/m.room.member gives a whole one); `reason` goes into it.
+        `servers` are other servers to go through if the room is not ours.
         Raises MatrixError (see the module docstring for which).
         """
         if action not in ACTIONS:
@@ -230,6 +268,26 @@ class MembershipHandler:
         # Only a server can vouch for a restricted join, and only with its signature.
         given.pop(AUTHORISING_USER, None)
 
+        if (
+            self._remote is not None
+            and target_user_id == requester.user_id
+            and action in (JOIN, LEAVE, KNOCK)
+        ):
+            remote_servers = await self._remote_servers(room_id, requester.user_id, action, servers)
+            if remote_servers:
+                body = await self._member_content(requester, target_user_id, action, given)
+                if ratelimit:
+                    self._limiter.check(requester.user_id, consume=False)
+                change = {
+                    JOIN: self._remote.join,
+                    LEAVE: self._remote.leave,
+                    KNOCK: self._remote.knock,
+                }[action]
+                sent = await change(room_id, requester.user_id, remote_servers, body)
+                if ratelimit:
+                    self._limiter.record(requester.user_id)
+                return sent
+
         room_version = await self._room_version(room_id)
         current = await self._storage.state.get_current_state_ids(room_id)
         old = await self._event(current.get((MEMBER, target_user_id)))
@@ -252,11 +310,10 @@ class MembershipHandler:
         if action == KICK and old_membership not in (JOIN, INVITE, KNOCK):
             raise MatrixError(Codes.FORBIDDEN, "The target user is not in the room")
 
-        if membership == INVITE and not self._is_local(target_user_id):
+        if membership == INVITE and not self._is_local(target_user_id) and self._remote is None:
             raise MatrixError(
                 Codes.INVALID_PARAM,
-                f"Cannot invite {target_user_id}: inviting users of other homeservers needs"
-                " federation, which this server does not do yet",
+                f"Cannot invite {target_user_id}: this server does not federate",
             )
         if membership == JOIN:
             if requester.is_guest and not await self._guests_can_join(current):
@@ -267,18 +324,16 @@ class MembershipHandler:
             if authoriser is not None:
                 given[AUTHORISING_USER] = authoriser
 
-        body = dict(given)
-        body["membership"] = membership
-        if requester.is_guest:
-            body["kind"] = "guest"
-        if membership in _WITH_PROFILE:
-            for key, value in (
-                await profile_member_content(self._profiles, target_user_id)
-            ).items():
-                body.setdefault(key, value)
+        body = await self._member_content(requester, target_user_id, membership, given)
 
         if ratelimit:
             self._limiter.check(requester.user_id, consume=False)
+        if membership == INVITE and not self._is_local(target_user_id):
+            assert self._remote is not None
+            invited = await self._remote.invite(room_id, requester.user_id, target_user_id, body)
+            if ratelimit:
+                self._limiter.record(requester.user_id)
+            return invited
         try:
             sent = await self._persister.create_and_persist(
                 room_id, MEMBER, target_user_id, requester.user_id, body, txn=txn
@@ -288,6 +343,44 @@ class MembershipHandler:
         if ratelimit and not sent.duplicate:
             self._limiter.record(requester.user_id)
         return sent
+
+    async def _member_content(
+        self, requester: Requester, target_user_id: str, membership: str, given: JsonDict
+    ) -> JsonDict:
+        """The m.room.member content to send: what was given, the membership, kind, profile."""
+        body = dict(given)
+        body["membership"] = membership
+        if requester.is_guest:
+            body["kind"] = "guest"
+        if membership in _WITH_PROFILE:
+            for key, value in (
+                await profile_member_content(self._profiles, target_user_id)
+            ).items():
+                body.setdefault(key, value)
+        return body
+
+    async def _remote_servers(
+        self, room_id: str, user_id: str, action: str, hints: Sequence[str]
+    ) -> list[str]:
+        """The servers to make the user's own change through; [] when it is a local change.
+
+        Local when one of our users is joined to the room (our copy of it is
+        live), and when there is nobody else to ask. A leave goes through other
+        servers only for an invite or knock we hold nothing else of.
+        """
+        if any(self._is_local(m.user_id) for m in await self._storage.rooms.get_members(room_id)):
+            return []
+        history = await self._storage.rooms.get_membership_history(room_id, user_id)
+        latest = history[-1] if history else None
+        if action == LEAVE and (latest is None or latest[1] not in (INVITE, KNOCK)):
+            return []
+        candidates = list(hints)
+        if latest is not None and latest[1] == INVITE:
+            invite = await self._event(latest[0])
+            if invite is not None:
+                candidates.extend(servers_of([invite.sender]))
+        candidates.extend(servers_of([room_id]))
+        return [s for s in dict.fromkeys(candidates) if s and s != self._server_name]
 
     async def _event_for_txn(self, room_id: str, txn: ClientTxn) -> PersistedEvent | None:
         sent = await self._storage.events.get_event_ids_for_txns(room_id, [txn])

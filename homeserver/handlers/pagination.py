@@ -17,17 +17,25 @@ visibility would empty.
 
 `end` is left out when no further events are available, as the spec asks.
 Backwards, the store looks one event ahead, so the page that reaches the
-start of the room has no `end` (backfill over federation is not done yet:
-the start of what we hold is the start of the room). Forwards, the newest
-events are a moving edge: a page that returned events always gives an `end`
-to come back with for what arrives later, and only an empty page has none,
-as with Synapse.
+start of what we hold has no `end` (unless backfill brought more, below).
+Forwards, the newest events are a moving edge: a page that returned events
+always gives an `end` to come back with for what arrives later, and only an
+empty page has none, as with Synapse.
+
+Backfill: a backwards page (without `to`) that reaches the start of what we
+hold, in a room with backward extremities (prev_events we never got, as in
+a room joined over federation), asks the `Backfiller` (one round per
+request: homeserver.federation.backfill) for older events from other
+servers, then is read again. If that round stored events and the room still
+has history to fetch, the page gets an `end` so the client comes back for
+more; a round that stored nothing ends the pagination there, so an
+unreachable server does not keep clients looping.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from homeserver.handlers.auth import Requester
 from homeserver.handlers.event_serializer import EventSerializer
@@ -39,7 +47,7 @@ from homeserver.handlers.visibility import (
 from homeserver.state.auth_common import LEAVE, MEMBER
 from homeserver.storage.room_storage import RoomStorage
 from homeserver.storage.stores.events import StoredEvent
-from homeserver.storage.stores.pagination import BEFORE_ALL, Position
+from homeserver.storage.stores.pagination import BEFORE_ALL, Page, Position
 from homeserver.types.errors import Codes, MatrixError
 from homeserver.types.filters import RoomEventFilter
 from homeserver.types.stream_tokens import InvalidToken, RoomToken
@@ -77,12 +85,27 @@ def _not_found(event_id: str) -> MatrixError:
     return MatrixError(Codes.NOT_FOUND, f"Event {event_id} not found")
 
 
+class Backfiller(Protocol):
+    """Fetches a room's older history from other servers (homeserver.federation.backfill)."""
+
+    async def backfill(self, room_id: str, reached_depth: int | None = None) -> bool:
+        """One round for the history below `reached_depth`; whether events were stored."""
+        ...
+
+
 class PaginationHandler:
     """Reads of room history for clients."""
 
-    def __init__(self, room_storage: RoomStorage, serializer: EventSerializer) -> None:
+    def __init__(
+        self,
+        room_storage: RoomStorage,
+        serializer: EventSerializer,
+        backfiller: Backfiller | None = None,
+    ) -> None:
         self._storage = room_storage
         self._serializer = serializer
+        self.backfiller = backfiller
+        """Set by the composition root once federation is built; None: no backfill."""
 
     async def get_messages(
         self,
@@ -115,15 +138,22 @@ class PaginationHandler:
         )
         ceiling = await self._departure_ceiling(room_id, membership, member_event_id)
 
-        page = await self._storage.pagination.paginate(
-            room_id,
-            start,
-            backwards=backwards,
-            limit=min(limit, MAX_LIMIT),
-            bound=bound,
-            event_filter=event_filter,
-            ceiling=ceiling,
-        )
+        async def read_page() -> Page:
+            return await self._storage.pagination.paginate(
+                room_id,
+                start,
+                backwards=backwards,
+                limit=min(limit, MAX_LIMIT),
+                bound=bound,
+                event_filter=event_filter,
+                ceiling=ceiling,
+            )
+
+        page = await read_page()
+        more = page.more
+        if backwards and not page.more and bound is None and await self._backfill(room_id, page):
+            page = await read_page()
+            more = page.more or bool(await self._storage.events.get_backward_extremities(room_id))
         events = await filter_events_for_client(
             self._storage, user_id, page.events, is_peeking=member_event_id is None
         )
@@ -137,7 +167,7 @@ class PaginationHandler:
             "chunk": serialized[: len(events)],
             "start": from_token if from_token is not None else _token(page.start),
         }
-        if page.more or (page.events and not backwards):
+        if more or (page.events and not backwards):
             result["end"] = _token(page.next)
         if state:
             result["state"] = serialized[len(events) :]
@@ -234,6 +264,14 @@ class PaginationHandler:
         return {"event_id": event_id, "origin_server_ts": origin_server_ts}
 
     # -- helpers
+
+    async def _backfill(self, room_id: str, page: Page) -> bool:
+        """One round of backfill below where `page` ended; whether it stored events."""
+        if self.backfiller is None:
+            return False
+        if not await self._storage.events.get_backward_extremities(room_id):
+            return False
+        return await self.backfiller.backfill(room_id, page.next[0])
 
     async def _departure_ceiling(
         self, room_id: str, membership: str | None, member_event_id: str | None

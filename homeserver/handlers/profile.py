@@ -11,8 +11,9 @@ Rules, with Synapse's limits where the spec leaves them to the server:
 - the whole profile stays under 64 KiB of JSON (400 M_PROFILE_TOO_LARGE);
 - only the user changes their own profile (403 M_FORBIDDEN), and guests only
   their displayname (403 M_GUEST_ACCESS_FORBIDDEN);
-- unknown local users and unset fields are 404 M_NOT_FOUND. Remote profiles
-  need federation queries, which do not exist yet: 404 for now.
+- unknown local users and unset fields are 404 M_NOT_FOUND. Other servers'
+  users' profiles are asked of their server (GET /query/profile, through
+  FederationQueries): its 404 is ours, and no answer is 502 (as Synapse).
 
 A change of displayname or avatar_url is told to the change listeners
 (`add_change_listener`) before the request is answered: the membership
@@ -27,6 +28,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from homeserver.federation.queries import FederationQueries
 from homeserver.handlers.auth import Requester
 from homeserver.storage.stores import Storage
 from homeserver.storage.stores.profiles import COLUMN_FIELDS
@@ -94,6 +96,32 @@ class ProfileHandler:
         self._server_name = server_name
         self._storage = storage
         self._change_listeners: list[ProfileChangeListener] = []
+        self._remote: FederationQueries | None = None
+
+    def use_federation(self, queries: FederationQueries) -> None:
+        """Read other servers' users' profiles through `queries`.
+
+        Given after construction: the HomeServer builds the federation client
+        after the accounts handlers.
+        """
+        self._remote = queries
+
+    def _remote_server(self, user_id: str) -> str | None:
+        """The server to ask for this user's profile; None for our own users."""
+        try:
+            parsed = parse_user_id(user_id)
+        except InvalidIdentifier as e:
+            raise MatrixError(Codes.INVALID_PARAM, f"Invalid user ID: {e}") from e
+        if parsed.domain == self._server_name or self._remote is None:
+            return None
+        return parsed.domain
+
+    async def _remote_profile(self, user_id: str, server: str, key: str | None) -> dict[str, Any]:
+        assert self._remote is not None
+        fields = await self._remote.query_profile(user_id, server, key)
+        if fields is None:
+            raise MatrixError(Codes.NOT_FOUND, "Profile was not found")
+        return fields
 
     def add_change_listener(self, listener: ProfileChangeListener) -> None:
         self._change_listeners.append(listener)
@@ -114,6 +142,9 @@ class ProfileHandler:
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         """Every field set on the user's profile; 404 for unknown users."""
+        server = self._remote_server(user_id)
+        if server is not None:
+            return await self._remote_profile(user_id, server, None)
         profile = await self._storage.profiles.get_profile(self._local_user(user_id))
         if profile is None:
             raise MatrixError(Codes.NOT_FOUND, "Profile was not found")
@@ -121,7 +152,11 @@ class ProfileHandler:
 
     async def get_field(self, user_id: str, key: str) -> Any:
         check_key(key)
-        fields = await self.get_profile(user_id)
+        server = self._remote_server(user_id)
+        if server is not None:
+            fields = await self._remote_profile(user_id, server, key)
+        else:
+            fields = await self.get_profile(user_id)
         if key not in fields:
             raise MatrixError(Codes.NOT_FOUND, "The requested profile field is not set")
         return fields[key]

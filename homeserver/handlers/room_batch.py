@@ -265,6 +265,10 @@ class BatchBuilder:
         )
         return event, before
 
+    async def check_auth(self, event: EventBase, state: StateMap) -> None:
+        """The rules against `state` (the state before the event); AuthError if they forbid it."""
+        await self._check_auth(event, state)
+
     # -- adding events
 
     async def _check_auth(self, event: EventBase, state: StateMap) -> None:

@@ -23,10 +23,12 @@ Where the spec leaves a choice, as Synapse does:
   the last room shown, so a page after a token never repeats a room that
   kept its place.
 
-Aliases of other servers are resolved over federation, which is not there
-yet: until then they resolve to nothing (404 on GET, and
-m.room.canonical_alias refuses them with M_BAD_ALIAS, as an alias whose
-target cannot be checked).
+Aliases of other servers are resolved by asking their server (GET
+/_matrix/federation/v1/query/directory, through FederationQueries, which
+caches answers briefly); other servers' room directories are read from their
+federation /publicRooms. An alias whose server gives no usable answer
+resolves to nothing (Synapse: 502); a directory that cannot be fetched is
+502, as Synapse does.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from homeserver.federation.queries import FederationQueries
 from homeserver.handlers.auth import Requester
 from homeserver.handlers.event_persistence import EventPersister
 from homeserver.handlers.room_stats import CANONICAL_ALIAS, RoomStatsUpdater
@@ -145,6 +148,15 @@ class RoomDirectoryHandler:
         self._persister = persister
         self._stats = stats
         self._enable_room_list_search = enable_room_list_search
+        self._remote: FederationQueries | None = None
+
+    def use_federation(self, queries: FederationQueries) -> None:
+        """Resolve other servers' aliases and list their directories through `queries`.
+
+        Given after construction: the HomeServer builds the federation client
+        with the accounts, after the room handlers that need this one.
+        """
+        self._remote = queries
 
     # -- aliases
 
@@ -232,20 +244,28 @@ class RoomDirectoryHandler:
     async def resolve_alias(self, alias: str) -> tuple[str, list[str]] | None:
         """The room an alias points at and servers to join it through; None if none.
 
-        Raises 400 M_INVALID_PARAM if `alias` is not an alias. Other servers'
-        aliases need federation and resolve to None until it is there.
+        Raises 400 M_INVALID_PARAM if `alias` is not an alias. Another
+        server's alias is asked of that server; no usable answer from it is
+        None too (see homeserver.federation.queries).
         """
         parsed = parse_alias(alias)
-        if parsed.domain != self._server_name:
-            return None
-        mapping = await self._directory.get_alias(alias)
-        if mapping is None:
-            return None
-        servers = set(mapping.servers) | set(await self._joined_servers(mapping.room_id))
+        if parsed.domain == self._server_name:
+            mapping = await self._directory.get_alias(alias)
+            if mapping is None:
+                return None
+            room_id, known_servers = mapping.room_id, list(mapping.servers)
+        else:
+            if self._remote is None:
+                return None
+            resolved = await self._remote.query_directory(alias, parsed.domain)
+            if resolved is None:
+                return None
+            room_id, known_servers = resolved
+        servers = set(known_servers) | set(await self._joined_servers(room_id))
         ordered = sorted(servers - {self._server_name})
         if self._server_name in servers:
             ordered.insert(0, self._server_name)
-        return mapping.room_id, ordered
+        return room_id, ordered
 
     async def get_local_aliases(self, room_id: str) -> list[str]:
         """The aliases on this server pointing at the room, sorted (no permission check)."""
@@ -358,15 +378,32 @@ class RoomDirectoryHandler:
         search_term: str | None = None,
         room_types: Sequence[str | None] | None = None,
         third_party_instance_id: str | None = None,
+        include_all_networks: bool = False,
+        server: str | None = None,
     ) -> JsonDict:
-        """One page of this server's published room directory (GET/POST /publicRooms).
+        """One page of a published room directory (GET/POST /publicRooms).
 
+        `server`: another server whose directory to list, read from its
+        federation /publicRooms (None or this server's name: ours).
         `limit` None lists every room. `third_party_instance_id` asks for the
         rooms an application service published for one of its networks; no
-        room is published to a network here, so that list is empty.
+        room is published to a network here, so that list is empty, and
+        `include_all_networks` adds nothing to ours.
         """
         if limit is not None and limit < 0:
             raise MatrixError(Codes.INVALID_PARAM, "limit must not be negative")
+        if server is not None and server != self._server_name:
+            if self._remote is None:
+                raise MatrixError(Codes.INVALID_PARAM, "Other servers' directories are unavailable")
+            return await self._remote.get_public_rooms(
+                server,
+                limit=limit,
+                since=since,
+                search_term=search_term,
+                room_types=None if room_types is None else list(room_types),
+                include_all_networks=include_all_networks,
+                third_party_instance_id=third_party_instance_id,
+            )
         forwards, bound = True, None
         if since is not None:
             forwards, bound = decode_batch_token(since)

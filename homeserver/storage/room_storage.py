@@ -14,7 +14,8 @@ in topological order and by timestamp), `forgotten` (the rooms each user
 has forgotten), `directory` (local room aliases, published rooms),
 `room_stats` (what the published room directory shows of each room),
 `federation_sender` (which of our events each other server is owed),
-`federation_received` (answers to received federation transactions, soft-failed events).
+`federation_received` (answers to received federation transactions, soft-failed events),
+`federation_reads` (DAG walks for other servers' reads and for backfill).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from homeserver.storage.database import Database
 from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.events import EventStore
+from homeserver.storage.stores.federation_reads import FederationReadStore
 from homeserver.storage.stores.federation_received import FederationReceivedStore
 from homeserver.storage.stores.federation_sender import FederationSenderStore
 from homeserver.storage.stores.forgotten_rooms import ForgottenRoomStore
@@ -80,6 +82,7 @@ class RoomStorage:
     room_stats: RoomStatsStore
     federation_sender: FederationSenderStore
     federation_received: FederationReceivedStore
+    federation_reads: FederationReadStore
 
     def __init__(self, db: Database, events_stream: StreamIdGenerator) -> None:
         self.state = StateStore(db)
@@ -92,3 +95,4 @@ class RoomStorage:
         self.room_stats = RoomStatsStore(db)
         self.federation_sender = FederationSenderStore(db)
         self.federation_received = FederationReceivedStore(db)
+        self.federation_reads = FederationReadStore(db)

@@ -104,6 +104,10 @@ SHIPPED_DELTAS = {
     "delta/13/02_soft_failed_events.sql": (
         "75e4a8ffe14aa3d9daea9ade82c05cc460878ef8e3e494559475f75ea6cfc38e"
     ),
+    # OpenID tokens (issue 6).
+    "delta/14/01_openid_tokens.sql": (
+        "d64f7795a349a8de734cb6553f1b466e13659e461c807fa930048329c8232755"
+    ),
 }
 
 

@@ -100,8 +100,9 @@ class PublicRoomsServlet(Servlet):
     """GET/POST /_matrix/client/v3/publicRooms: list (and, with POST, filter) the published rooms.
 
     GET needs no token, POST does (spec). `limit` 0 or absent lists every
-    room. Only this server's directory: `server` may name no other server
-    until federation can fetch theirs.
+    room. `server` names another server whose directory is fetched over
+    federation; GET needs a token for that, as Synapse asks (the server
+    would otherwise relay anyone's requests).
     """
 
     PATTERNS = client_patterns("/publicRooms")
@@ -111,28 +112,30 @@ class PublicRoomsServlet(Servlet):
         self._directory = directory
         self._server_name = server_name
 
-    def _check_server(self, request: SiteRequest) -> None:
+    def _server(self, request: SiteRequest) -> str | None:
+        """The other server named by `server`, or None for this one."""
         server = query_str(request, "server")
         if server is None or server == self._server_name:
-            return
+            return None
         if not is_valid_server_name(server):
             raise MatrixError(Codes.INVALID_PARAM, "'server' must be a server name")
-        raise MatrixError(
-            Codes.INVALID_PARAM,
-            f"Only this server's room directory can be listed, not {server}'s",
-        )
+        return server
 
     async def on_GET(
         self, request: SiteRequest, requester: Requester | None
     ) -> tuple[int, JsonDict]:
-        self._check_server(request)
+        server = self._server(request)
+        if server is not None and requester is None:
+            raise MatrixError(
+                Codes.MISSING_TOKEN, "An access token is needed to list another server's rooms"
+            )
         limit = query_int(request, "limit", 0)
         return 200, await self._directory.get_public_rooms(
-            limit=limit or None, since=query_str(request, "since")
+            limit=limit or None, since=query_str(request, "since"), server=server
         )
 
     async def on_POST(self, request: SiteRequest, requester: Requester) -> tuple[int, JsonDict]:
-        self._check_server(request)
+        server = self._server(request)
         body = parse_json_object(request)
         limit = body.get("limit")
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
@@ -152,6 +155,8 @@ class PublicRoomsServlet(Servlet):
             search_term=search_term,
             room_types=room_types,
             third_party_instance_id=instance_id,
+            include_all_networks=include_all_networks,
+            server=server,
         )
 
 

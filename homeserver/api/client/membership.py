@@ -37,6 +37,15 @@ def _third_party_signed(body: JsonDict) -> dict[str, Any] | None:
     return value
 
 
+def _via(request: SiteRequest) -> list[str]:
+    """The `via` servers to join or knock through (and `server_name`, its deprecated name)."""
+    values = [*request.args.get(b"via", []), *request.args.get(b"server_name", [])]
+    try:
+        return [v.decode("utf-8") for v in values]
+    except UnicodeDecodeError:
+        raise MatrixError(Codes.INVALID_PARAM, "'via' must be UTF-8") from None
+
+
 def _room_id(room_id: str) -> str:
     try:
         return str(parse_room_id(room_id))
@@ -47,8 +56,8 @@ def _room_id(room_id: str) -> str:
 class JoinServlet(Servlet):
     """POST /_matrix/client/v3/join/{roomIdOrAlias}: join a room; {room_id}.
 
-    `via` and `server_name` (query) name servers to join through, which only
-    federation joins use; they are accepted and not needed here.
+    `via` (and the deprecated `server_name`) query parameters name servers
+    to join through when the room is on other servers only.
     """
 
     PATTERNS = client_patterns("/join/(?P<room_id_or_alias>[^/]+)")
@@ -66,6 +75,7 @@ class JoinServlet(Servlet):
             room_id_or_alias,
             reason=body_str(body, "reason"),
             third_party_signed=_third_party_signed(body),
+            servers=_via(request),
         )
         return 200, {"room_id": room_id}
 
@@ -84,7 +94,7 @@ class KnockServlet(Servlet):
     ) -> tuple[int, JsonDict]:
         body = _body(request)
         room_id = await self._membership.knock(
-            requester, room_id_or_alias, reason=body_str(body, "reason")
+            requester, room_id_or_alias, reason=body_str(body, "reason"), servers=_via(request)
         )
         return 200, {"room_id": room_id}
 

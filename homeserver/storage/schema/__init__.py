@@ -56,7 +56,8 @@ SCHEMA_VERSION log:
        owed per destination and room), `federation_sender_positions`.
    13: `received_transactions` (answers to federation transactions, for
        retries) and `events.soft_failed`.
+   14: `openid_tokens` (OpenID tokens for other services: user and expiry).
 """
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 """The schema version this code creates and runs on. Bump it with each new delta (see above)."""

@@ -17,6 +17,7 @@ from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.admin_users import AdminUserStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.filters import FilterStore
+from homeserver.storage.stores.openid import OpenIdStore
 from homeserver.storage.stores.profiles import ProfileStore
 from homeserver.storage.stores.registration_tokens import RegistrationTokenStore
 from homeserver.storage.stores.server_keys import ServerKeyStore
@@ -42,6 +43,7 @@ class Storage:
     account_data: AccountDataStore
     filters: FilterStore
     sync: SyncStore
+    openid: OpenIdStore
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -57,3 +59,4 @@ class Storage:
         self.account_data = AccountDataStore(db)
         self.filters = FilterStore(db)
         self.sync = SyncStore(db)
+        self.openid = OpenIdStore(db)

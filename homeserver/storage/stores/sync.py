@@ -162,9 +162,49 @@ def _member_summaries_txn(
     return result
 
 
+def _out_of_band_membership_txn(
+    txn: Transaction,
+    room_id: str,
+    user_id: str,
+    membership: str,
+    event_id: str,
+    stream_ordering: int,
+) -> None:
+    # Only over an older row: a membership the room's state later gave the
+    # user (a join over federation) stays.
+    txn.execute(
+        "INSERT INTO current_memberships (room_id, user_id, membership, event_id, stream_ordering)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, user_id) DO UPDATE SET"
+        " membership = excluded.membership, event_id = excluded.event_id,"
+        " stream_ordering = excluded.stream_ordering"
+        " WHERE current_memberships.stream_ordering < excluded.stream_ordering",
+        (room_id, user_id, membership, event_id, stream_ordering),
+    )
+
+
 class SyncStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def record_out_of_band_membership(
+        self, room_id: str, user_id: str, membership: str, event_id: str, stream_ordering: int
+    ) -> None:
+        """Make an outlier membership event (an invite from a room this server is not in)
+        the user's membership of the room, as /sync reads memberships.
+
+        Such an event enters no room state, so the events store records it only
+        in `room_memberships`; this puts it in `current_memberships` too, unless
+        a newer membership is there already.
+        """
+        await self._db.run_interaction(
+            "sync_out_of_band_membership",
+            _out_of_band_membership_txn,
+            room_id,
+            user_id,
+            membership,
+            event_id,
+            stream_ordering,
+        )
 
     async def get_recent_event_ids(
         self, ranges: Mapping[str, tuple[int, int]], limit: int

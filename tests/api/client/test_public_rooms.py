@@ -222,9 +222,9 @@ async def test_who_may_list(homeserver_factory: Any) -> None:
     assert (response.status, response.json["errcode"]) == (401, "M_MISSING_TOKEN")
     response = await client.get("/publicRooms", token="not-a-token")
     assert response.status == 401
-    # Other servers' directories need federation.
+    # Another server's directory is asked over federation, for users only (as Synapse).
     response = await client.get("/publicRooms", query={"server": "elsewhere.example"})
-    assert (response.status, response.json["errcode"]) == (400, "M_INVALID_PARAM")
+    assert (response.status, response.json["errcode"]) == (401, "M_MISSING_TOKEN")
     response = await client.get("/publicRooms", query={"server": "not a server"})
     assert (response.status, response.json["errcode"]) == (400, "M_INVALID_PARAM")
 
