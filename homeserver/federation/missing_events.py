@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from twisted.internet import defer
 
+from homeserver.crypto.keyring import KeyFetchClient
 from homeserver.federation.client import FederationRequestError
 from homeserver.federation.event_checks import (
     DroppedPdu,
@@ -67,32 +68,10 @@ MISSING_EVENTS_LIMIT = 10
 """How many events one /get_missing_events asks for (Synapse's number)."""
 
 
-class FederationFetcher(Protocol):
-    """What the gap filler needs of homeserver.federation.client.FederationClient.
-
-    Failures (no answer, a non-2xx answer) raise FederationRequestError.
-    """
-
-    async def get_json(
-        self,
-        destination: str,
-        path: str,
-        args: Mapping[str, Any] | None = None,
-        *,
-        timeout_ms: int | None = None,
-        max_response_size: int | None = None,
-    ) -> Any: ...
-
-    async def post_json(
-        self,
-        destination: str,
-        path: str,
-        data: Any,
-        args: Mapping[str, Any] | None = None,
-        *,
-        timeout_ms: int | None = None,
-        max_response_size: int | None = None,
-    ) -> Any: ...
+FederationFetcher = KeyFetchClient
+"""What the gap filler needs of homeserver.federation.client.FederationClient: the same JSON
+GET and POST as the KeyRing. Failures (no answer, a non-2xx answer) raise
+FederationRequestError."""
 
 
 class StoredEventSource:
