@@ -204,12 +204,12 @@ class FederationBackfiller:
         held = await self._storage.events.get_stored_events(prevs)
         missing = [p for p in prevs if p not in in_batch and (p not in held or held[p].outlier)]
         if not missing:
-            return EventToPersist(event, rejected_reason=rejected)
+            return EventToPersist(event, rejected_reason=rejected, backfilled=True)
         if rejected is not None:
             # Rejected whatever came before it: kept without state, as the receiver does.
-            return EventToPersist(event, outlier=True, rejected_reason=rejected)
+            return EventToPersist(event, outlier=True, rejected_reason=rejected, backfilled=True)
         state = await self._state_before(origin, event)
-        return EventToPersist(event, state_before=state)
+        return EventToPersist(event, state_before=state, backfilled=True)
 
     async def _state_before(self, origin: str, event: EventBase) -> dict[StateKey, str]:
         """The state before `event` from the origin's /state_ids at it (its events fetched)."""

@@ -65,6 +65,10 @@ class EventToPersist:
     soft_failed: bool = False
     """Fails auth against the room's current state: if accepted, stored but kept out of
     the forward extremities and from the listeners (server-server API "Soft failure")."""
+    backfilled: bool = False
+    """Older history fetched with /backfill: stored at a negative stream position (below
+    everything, so /sync never reports it as new), never a forward extremity, and not
+    announced to the listeners."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +308,10 @@ class EventPersister:
         stored = [
             o
             for o in outcomes
-            if isinstance(o, PersistedEvent) and not o.duplicate and not o.soft_failed
+            if isinstance(o, PersistedEvent)
+            and not o.duplicate
+            and not o.soft_failed
+            and o.stream_ordering > 0  # backfilled history is not news
         ]
         if stored:
             for listener in list(self._listeners):
@@ -376,6 +383,7 @@ class EventPersister:
                         rejected_reason=item.rejected_reason,
                         state_before=item.state_before,
                         soft_failed=item.soft_failed,
+                        backfilled=item.backfilled,
                     )
                     pending.append((item.event, item.outlier, False))
             except Exception as error:

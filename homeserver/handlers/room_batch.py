@@ -291,6 +291,7 @@ class BatchBuilder:
         local: bool = False,
         txn: ClientTxn | None = None,
         soft_failed: bool = False,
+        backfilled: bool = False,
     ) -> str | None:
         """Add an event to the batch; returns its rejection reason (None if accepted).
 
@@ -299,6 +300,8 @@ class BatchBuilder:
         `soft_failed`: a remote event the receiver found failing auth against
         the current state; if accepted it is stored flagged, and neither becomes
         a forward extremity nor removes its prev_events from them.
+        `backfilled`: older history; stored at a negative stream position and,
+        like a soft-failed event, kept out of the forward extremities.
         Raises AuthError for a local event the rules forbid, MissingStateError
         for a remote event whose state can't be computed.
         """
@@ -346,9 +349,10 @@ class BatchBuilder:
                 replaces_state=replaces_state,
                 txn=txn,
                 soft_failed=soft_failed and rejected_reason is None,
+                backfilled=backfilled,
             )
         )
-        if rejected_reason is None and not soft_failed:
+        if rejected_reason is None and not soft_failed and not backfilled:
             for prev in event.prev_event_ids:
                 self.extremities.pop(prev, None)
             self._batch_prevs.update(event.prev_event_ids)

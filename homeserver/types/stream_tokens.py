@@ -8,7 +8,8 @@ client's, or a bare "s{events}") reads them as 0.
 
 A `RoomToken` is a position within one room's history for /messages:
 "t{depth}-{stream}" (topological: between events, ordered by (depth,
-stream_ordering)), or "s{stream}" (a stream position, as in a sync token).
+stream_ordering); the stream part is negative for backfilled history, as in
+"t6--2"), or "s{stream}" (a stream position, as in a sync token).
 A token names the gap *after* the event at that position: paginating
 backwards from it returns that event first; forwards, the event after it.
 
@@ -28,6 +29,13 @@ def _non_negative(text: str, token: str) -> int:
     if not text.isdigit() or len(text) > 19:
         raise InvalidToken(f"invalid token {token!r}")
     return int(text)
+
+
+def _integer(text: str, token: str) -> int:
+    """A stream position in a room token: backfilled history sits at negative positions."""
+    if text.startswith("-"):
+        return -_non_negative(text[1:], token)
+    return _non_negative(text, token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +85,7 @@ class RoomToken:
             depth, sep, stream = token[1:].partition("-")
             if not sep:
                 raise InvalidToken(f"invalid token {token!r}")
-            return cls(_non_negative(stream, token), _non_negative(depth, token))
+            return cls(_integer(stream, token), _non_negative(depth, token))
         return cls(SyncToken.parse(token).events)
 
     def __str__(self) -> str:

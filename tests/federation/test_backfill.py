@@ -191,6 +191,32 @@ async def test_messages_backfills_the_history_before_our_join(history: History) 
     assert len(history.remote.requests_to("backfill")) == 2
 
 
+async def test_backfilled_history_is_not_news_to_sync(history: History) -> None:
+    """Backfilled events sit below every stream position: an incremental /sync after the
+    backfill reports nothing, and they are never anybody's new events."""
+    first = await history.client.get("/sync", token=history.token)
+    assert first.status == 200, first
+    since = first.json["next_batch"]
+    current = history.hs.room_storage.events.current_token()
+
+    page = await history.messages()
+    assert bodies(page["chunk"][1:]) == ["old 4", "old 3", "old 2", "old 1", "old 0"]
+    stored = await history.hs.room_storage.events.get_stored_events(
+        [e.event_id for e in history.old]
+    )
+    assert all(s.stream_ordering < 0 for s in stored.values())
+    assert history.hs.room_storage.events.current_token() == current
+
+    later = await history.client.get(
+        "/sync", query={"since": since, "timeout": "0"}, token=history.token
+    )
+    assert later.status == 200, later
+    assert history.room_id not in later.json.get("rooms", {}).get("join", {})
+    # Paginating again reads them back, in order, from what we now hold.
+    again = await history.messages()
+    assert bodies(again["chunk"][1:]) == ["old 4", "old 3", "old 2", "old 1", "old 0"]
+
+
 async def test_only_a_page_reaching_the_start_of_what_we_hold_backfills(history: History) -> None:
     page = await history.messages(limit="1")
     assert [e["event_id"] for e in page["chunk"]] == [history.join.event_id]

@@ -31,13 +31,16 @@ def test_room_tokens() -> None:
     assert str(RoomToken(stream=9, depth=3)) == "t3-9"
     assert RoomToken.parse("t3-9") == RoomToken(stream=9, depth=3)
     assert RoomToken.parse("s9") == RoomToken(stream=9)
+    # Backfilled history has negative stream positions.
+    assert str(RoomToken(stream=-2, depth=6)) == "t6--2"
+    assert RoomToken.parse("t6--2") == RoomToken(stream=-2, depth=6)
     # A sync token's room part is its events position.
     assert RoomToken.parse("s9_4") == RoomToken(stream=9)
 
 
 @pytest.mark.parametrize(
     "token",
-    ["", "s", "x1", "s1_2_3", "s-1", "s1_", "t3", "t-9", "t3-", "ta-1", "s1" + "0" * 19, "s1 _2"],
+    ["", "s", "x1", "s1_2_3", "s-1", "s1_", "t3", "t-9", "t3-", "ta-1", "t3---1", "t3--", "s1" + "0" * 19, "s1 _2"],
 )
 def test_junk_is_refused(token: str) -> None:
     with pytest.raises(InvalidToken):

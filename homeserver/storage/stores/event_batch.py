@@ -70,6 +70,8 @@ class EventWrite:
     """The client transaction a local event was sent in."""
     soft_failed: bool = False
     """An accepted remote event that fails auth against the current state (`events.soft_failed`)."""
+    backfilled: bool = False
+    """Older history from /backfill: takes a negative stream position (EventStore.persist_batch)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +204,7 @@ def persist_batch_txn(
     if batch.old_extremities is None:
         return groups
     _update_extremities_txn(txn, batch)
-    _update_current_state_txn(txn, batch, positions[-1])
+    _update_current_state_txn(txn, batch, max(positions))
     return groups
 
 

@@ -145,6 +145,13 @@ def _delete_old_txn_ids_txn(txn: Transaction, before_ts: int) -> int:
     return int(txn.rowcount)
 
 
+def _merge_positions(batch: RoomBatch, live: Sequence[int], backfill: Sequence[int]) -> list[int]:
+    """Each event's position, in batch order: live events take the stream's positions,
+    backfilled ones the negative positions, going down in the order given."""
+    live_iter, backfill_iter = iter(live), iter(backfill)
+    return [next(backfill_iter) if w.backfilled else next(live_iter) for w in batch.events]
+
+
 def _extremity_info_txn(txn: Transaction, room_id: str) -> list[tuple[str, int]]:
     txn.execute(
         "SELECT f.event_id, e.depth FROM event_forward_extremities f"
@@ -198,6 +205,7 @@ class EventStore:
         """The "events" stream: positions are stream orderings."""
         self._state = state
         self._cache: LruCache[str, StoredEvent] = LruCache(event_cache_size)
+        self._lowest_position: int | None = None
 
     # -- writing
 
@@ -205,7 +213,16 @@ class EventStore:
         """Store one room's batch in one transaction; returns positions and stored group IDs."""
         if not batch.events:
             raise ValueError("empty batch")
-        async with self.stream.get_next_mult(len(batch.events)) as positions:
+        live = sum(1 for w in batch.events if not w.backfilled)
+        backfill = await self._backfill_positions(len(batch.events) - live)
+        if live:
+            async with self.stream.get_next_mult(live) as live_positions:
+                positions = _merge_positions(batch, live_positions, backfill)
+                groups = await self._db.run_interaction(
+                    "persist_events", persist_batch_txn, batch, positions
+                )
+        else:
+            positions = _merge_positions(batch, [], backfill)
             groups = await self._db.run_interaction(
                 "persist_events", persist_batch_txn, batch, positions
             )
@@ -268,6 +285,29 @@ class EventStore:
         return await self._db.run_interaction(
             "delete_old_txn_ids", _delete_old_txn_ids_txn, before_ts
         )
+
+    async def _backfill_positions(self, n: int) -> list[int]:
+        """`n` new positions below every stored event, for backfilled history.
+
+        Counted in memory from the lowest position stored, as Synapse's
+        backfill stream goes down from 0: this relies on the event persister
+        being the one writer of events (see homeserver.handlers.event_persistence).
+        """
+        if n == 0:
+            return []
+        if self._lowest_position is None:
+            rows = await self._db.run_interaction(
+                "get_lowest_position",
+                _select_column_txn,
+                "SELECT MIN(stream_ordering) FROM events",
+                (),
+            )
+            lowest = int(rows[0]) if rows and rows[0] is not None else 0
+            if self._lowest_position is None:  # no other call got there while we read
+                self._lowest_position = min(lowest, 0)
+        first = self._lowest_position - 1
+        self._lowest_position -= n
+        return list(range(first, first - n, -1))
 
     def current_token(self) -> int:
         """The events stream position up to which everything is persisted."""
