@@ -169,6 +169,7 @@ class TlsServer:
     def __init__(
         self, reactor: Any, root: resource.Resource, cert_name: str, interface: str = "127.0.0.1"
     ) -> None:
+        self._reactor = reactor
         self.site = Site(root, 10 * 1024 * 1024, name=f"test {cert_name}", reactor=reactor)
         self._port = reactor.listenSSL(
             0, self.site, certificate(cert_name).server_options(), interface=interface
@@ -176,13 +177,23 @@ class TlsServer:
         self.port: int = self._port.getHost().port
 
     async def stop(self) -> None:
+        # Stop accepting first, so that no connection arrives while the others close.
+        await defer.maybeDeferred(self._port.stopListening)
         # HTTPChannel.loseConnection unregisters the channel as its transport's
         # producer first: without that, a TLS transport never starts its
         # shutdown, and an idle keep-alive connection stays open for good.
         for channel in list(self.site.connections):
             channel.loseConnection()
-        await self.site.close_connections()
-        await defer.maybeDeferred(self._port.stopListening)
+        closed = self.site.close_connections()
+        closed.addTimeout(2.0, self._reactor)
+        try:
+            await closed
+        except defer.TimeoutError:
+            # A request still being answered (a peer's PUT that arrived as the test
+            # ended) or a TLS close the peer never acknowledged: drop them.
+            for channel in list(self.site.connections):
+                if channel.transport is not None:
+                    channel.transport.abortConnection()
 
 
 def local_keys(

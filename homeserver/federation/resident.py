@@ -386,8 +386,20 @@ class ResidentMembership:
             await self._check_against(event, current)
         except AuthError as e:
             raise MatrixError(Codes.FORBIDDEN, e.message) from None
-        (persisted,) = await self._persister.persist([EventToPersist(event)])
+        # The origin only talks to us: the other servers in the room hear of the event
+        # from our federation sender (see "Relaying" in homeserver/federation/sender.py).
+        relays = self._storage.federation_sender
+        await relays.add_relayed(event.event_id, origin)
+        try:
+            (persisted,) = await self._persister.persist([EventToPersist(event)])
+        except Exception:
+            # Unless it was stored after all: then the mark must stay for the sender.
+            held = await self._storage.events.get_stored_events([event.event_id])
+            if event.event_id not in held or held[event.event_id].outlier:
+                await relays.delete_relayed([event.event_id])
+            raise
         if persisted.rejected_reason is not None:
+            await relays.delete_relayed([event.event_id])
             raise MatrixError(
                 Codes.FORBIDDEN, f"The event was rejected: {persisted.rejected_reason}"
             )

@@ -8,10 +8,22 @@ position stored in the database: it is woken by the event persister's
 listener and reads what was persisted since its position (up to the
 stream's current token, below which everything is committed). Of those,
 the events that originated here (the sender is one of our users) are sent;
-events we received from others are theirs to send. The destinations of an
-event are the servers with a user joined to the room in the state after
-the event or before it (so a server whose last user just left, was kicked
-or banned hears about it), except ourselves. Nothing of a room whose
+events we received from others are theirs to send, except those we relay.
+The destinations of an event are the servers with a user joined to the room
+in the state after the event or before it (so a server whose last user just
+left, was kicked or banned hears about it), except ourselves.
+
+Relaying. A server joining, leaving or knocking through us (send_join,
+send_leave, send_knock: homeserver/federation/resident.py) hands its event
+only to us, so we must send it to the rest of the room, as for our own
+events. Before persisting such an event the resident side marks it
+(FederationSenderStore.add_relayed: a row of `federation_relayed_events`,
+with its origin); when the sender reaches the event on the stream it sends
+it like ours, except to its origin, and drops the mark in the transaction
+that records the destinations. Marking before persisting means the sender cannot pass the
+event unmarked, and a restart at any point loses nothing: the mark, then the
+`destination_rooms` rows, outlive it. Events received in /send transactions
+are never marked, so never relayed. Nothing of a room whose
 m.room.create event says `"m.federate": false` leaves the server. The
 joined servers are computed per state group and cached (most events share
 the group of the event before them).
@@ -60,6 +72,7 @@ from homeserver.storage.stores.federation_sender import (
     FederationSenderStore,
     NewEvent,
 )
+from homeserver.types.events import EventBase
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +82,19 @@ DEFAULT_WAKE_INTERVAL_SECONDS = 60.0
 EVENTS_PER_READ = 500
 """How many rows of the events stream the sender reads at a time."""
 WAKES_PER_PAGE = 100
+RELAYED_MEMBERSHIPS = frozenset({"join", "leave", "knock"})
+"""The memberships a server hands a resident server to send for it."""
+
+
+def _may_be_relayed(event: EventBase) -> bool:
+    """Whether the event may have come through send_join/send_leave/send_knock: a user's
+    own membership change (only then need the sender look for a relay mark)."""
+    return (
+        event.type == MEMBER
+        and event.state_key == event.sender
+        and event.content.get("membership") in RELAYED_MEMBERSHIPS
+    )
+
 
 def _server_of(user_id: str) -> str | None:
     _, sep, server = user_id.partition(":")
@@ -167,9 +193,11 @@ class FederationSender(Service):
     # -- what other components call
 
     def on_events_persisted(self, room_id: str, events: Sequence[PersistedEvent]) -> None:
-        """The event persister's listener: new events may be ours to send."""
+        """The event persister's listener: new events may be ours to send (or to relay)."""
         if any(
-            not e.outlier and e.rejected_reason is None and self.is_ours(e.event.sender)
+            not e.outlier
+            and e.rejected_reason is None
+            and (self.is_ours(e.event.sender) or _may_be_relayed(e.event))
             for e in events
         ):
             self._kick_distributor()
@@ -334,7 +362,10 @@ class FederationSender(Service):
 
     async def _assign(self, new: Sequence[NewEvent], position: int) -> None:
         """Record which destinations are owed which of these events; then queue them."""
-        ours = [e for e in new if self.is_ours(e.sender)]
+        relayed = await self.store.get_relayed(
+            [e.event_id for e in new if not self.is_ours(e.sender)]
+        )
+        ours = [e for e in new if self.is_ours(e.sender) or e.event_id in relayed]
         stored = await self._rooms.events.get_stored_events([e.event_id for e in ours])
         groups = await self._rooms.state.get_state_groups_for_events(list(stored))
         by_destination: dict[str, list[StoredEvent]] = {}
@@ -347,11 +378,13 @@ class FederationSender(Service):
             destinations = set(await self._joined_servers(after))
             if before is not None and before != after:
                 destinations.update(await self._joined_servers(before))
+            if e.event_id in relayed:
+                destinations.discard(relayed[e.event_id])
             for destination in sorted(destinations):
                 by_destination.setdefault(destination, []).append(event)
                 rows.append(DestinationRoom(destination, e.room_id, e.stream_ordering, e.event_id))
-        if rows:
-            await self.store.record(self._instance_name, rows, position)
+        if rows or relayed:
+            await self.store.record(self._instance_name, rows, position, relayed=relayed)
             self._stored_position = position
         # Otherwise the position is stored later: reading these events again after a
         # crash would find nothing to send again.

@@ -108,6 +108,9 @@ SHIPPED_DELTAS = {
     "delta/14/01_openid_tokens.sql": (
         "d64f7795a349a8de734cb6553f1b466e13659e461c807fa930048329c8232755"
     ),
+    "delta/15/01_federation_relayed_events.sql": (
+        "33ffb99dc89514049f640b6e68c34c2122dfa4f023c7633ebee3420a0542b24a"
+    ),
 }
 
 

@@ -57,7 +57,9 @@ SCHEMA_VERSION log:
    13: `received_transactions` (answers to federation transactions, for
        retries) and `events.soft_failed`.
    14: `openid_tokens` (OpenID tokens for other services: user and expiry).
+   15: `federation_relayed_events` (other servers' events accepted through
+       send_join/send_leave/send_knock that the federation sender must send on).
 """
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 """The schema version this code creates and runs on. Bump it with each new delta (see above)."""

@@ -9,6 +9,10 @@
 - `destinations`: per destination, its backoff timings and
   `last_successful_stream_ordering`; the rows of `destination_rooms` above it
   are owed to the destination (catch-up sends them).
+- `federation_relayed_events`: events of other servers accepted through
+  send_join/send_leave/send_knock, which we send on their origin's behalf.
+  A row is written before its event is persisted and removed when the event's
+  destinations are recorded.
 
 Reads of the events stream (`get_new_events`) and of membership events
 (`get_memberships`) are here too: they are the sender's own views of the
@@ -128,12 +132,41 @@ def _get_memberships_txn(txn: Transaction, event_ids: Sequence[str]) -> dict[str
     return found
 
 
+def _get_relayed_txn(txn: Transaction, event_ids: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for chunk in chunks(event_ids):
+        txn.execute(
+            "SELECT event_id, origin FROM federation_relayed_events"
+            f" WHERE event_id IN ({placeholders(len(chunk))})",
+            chunk,
+        )
+        found.update((e, o) for e, o in txn.fetchall())
+    return found
+
+
+def _add_relayed_txn(txn: Transaction, event_id: str, origin: str) -> None:
+    txn.execute(
+        "INSERT INTO federation_relayed_events (event_id, origin) VALUES (?, ?)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        (event_id, origin),
+    )
+
+
+def _delete_relayed_txn(txn: Transaction, event_ids: Sequence[str]) -> None:
+    for chunk in chunks(event_ids):
+        txn.execute(
+            f"DELETE FROM federation_relayed_events WHERE event_id IN ({placeholders(len(chunk))})",
+            chunk,
+        )
+
+
 def _record_txn(
     txn: Transaction,
     instance_name: str,
     rows: Sequence[DestinationRoom],
     first: Mapping[str, int],
     position: int,
+    relayed: Sequence[str],
 ) -> None:
     # A destination seen for the first time is owed exactly the events recorded now.
     txn.executemany(
@@ -148,6 +181,7 @@ def _record_txn(
         " WHERE excluded.stream_ordering > destination_rooms.stream_ordering",
         [(r.destination, r.room_id, r.stream_ordering, r.event_id) for r in rows],
     )
+    _delete_relayed_txn(txn, relayed)
     txn.execute(
         "UPDATE federation_sender_positions SET stream_ordering = ? WHERE instance_name = ?",
         (position, instance_name),
@@ -278,13 +312,40 @@ class FederationSenderStore:
             "federation_sender_get_memberships", _get_memberships_txn, list(event_ids)
         )
 
+    async def get_relayed(self, event_ids: Collection[str]) -> dict[str, str]:
+        """Event ID -> origin, for the events among `event_ids` we are to relay."""
+        if not event_ids:
+            return {}
+        return await self._db.run_interaction(
+            "federation_sender_get_relayed", _get_relayed_txn, list(event_ids)
+        )
+
+    async def add_relayed(self, event_id: str, origin: str) -> None:
+        """Mark an event (about to be persisted) as ours to send on `origin`'s behalf."""
+        await self._db.run_interaction(
+            "federation_sender_add_relayed", _add_relayed_txn, event_id, origin
+        )
+
+    async def delete_relayed(self, event_ids: Collection[str]) -> None:
+        """Unmark events (their persisting failed, or they were handled)."""
+        if event_ids:
+            await self._db.run_interaction(
+                "federation_sender_delete_relayed", _delete_relayed_txn, list(event_ids)
+            )
+
     async def record(
-        self, instance_name: str, rows: Sequence[DestinationRoom], position: int
+        self,
+        instance_name: str,
+        rows: Sequence[DestinationRoom],
+        position: int,
+        *,
+        relayed: Collection[str] = (),
     ) -> None:
         """Record what destinations are owed, and move the sender's position, in one transaction.
 
         A (destination, room) row only ever moves forward, to a newer event.
         A destination new to the table starts owed exactly its rows here.
+        `relayed` events, now recorded, stop being marked as to relay.
         """
         newest: dict[tuple[str, str], DestinationRoom] = {}
         first: dict[str, int] = {}
@@ -302,6 +363,7 @@ class FederationSenderStore:
             list(newest.values()),
             first,
             position,
+            list(relayed),
         )
 
     # -- destinations
