@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def unlimited_rate_limits() -> dict[str, Any]:
     }
 
 
-class ServerUnderTest:
+class ServerUnderTest(ABC):
     """A server subprocess: start, wait until it answers, measure, stop."""
 
     name = "server"
@@ -106,8 +107,9 @@ class ServerUnderTest:
         self.output_path = directory / "process-output.txt"
         self.process: subprocess.Popen[bytes] | None = None
 
+    @abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The command line that starts the server."""
 
     def start(self) -> None:
         with open(self.output_path, "ab") as output:

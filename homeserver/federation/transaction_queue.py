@@ -188,7 +188,7 @@ class DestinationQueue:
         try:
             await self._run()
         except defer.CancelledError:
-            pass  # closed
+            logger.debug("Transmission loop for %s stopped: the queue was closed", self.destination)
         except Exception:
             logger.exception("Transmission loop for %s failed", self.destination)
 
